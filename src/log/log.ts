@@ -1,0 +1,569 @@
+/**
+ * The log: sequencing, integration and checkpoint publication as three separate steps
+ * (spec/lifecycle.md), each a transaction of its own in the LogStore.
+ *
+ *   add() ──► pool ──► sequencer loop ──► store.sequence()     entries have indices, durably
+ *                                   └──► integration queue
+ *                      integrator loop ──► store.integrate()   tiles and root, durably
+ *                                   └──► store.publish()       signed checkpoint, durably
+ *
+ * Crash safety rests on three facts: bundles, tiles and checkpoints are only ever appended
+ * or extended (the store refuses anything else); integration is a pure function of the
+ * sequenced entries; and open() finishes integrating whatever was sequenced before a crash.
+ * So every checkpoint the log signs is of the one tree its sequenced entries define.
+ */
+import { decodeBundle, MAX_ENTRY_SIZE } from '../core/bundle.js';
+import { formatCheckpoint } from '../core/checkpoint.js';
+import { checkSize, equalBytes } from '../core/encoding.js';
+import { FatalError, MalformedError, NotFoundError, PushbackError, TooLargeError } from '../core/errors.js';
+import { HASH_SIZE, leafHash } from '../core/hash.js';
+import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
+import { TILE_WIDTH, levelSpan, tileWidthAt } from '../core/tile.js';
+import { formatTlogProof } from '../core/tlog-proof.js';
+import { proveConsistency, proveInclusion, type NodeReader } from '../core/tree.js';
+import { signNote, type NoteSigner } from '../note/note.js';
+import type { LogStore, StoredCheckpoint } from '../storage/types.js';
+import { Counter, Gauge, Histogram, Registry } from '../metrics.js';
+import { TileCache, tilesNeeded } from './tile-cache.js';
+
+export interface LogOptions {
+  readonly store: LogStore;
+  /** The checkpoint origin, also the signing key's name. */
+  readonly origin: string;
+  readonly signer: NoteSigner;
+  /** The signer's verifier key, recorded with the log on first start. */
+  readonly vkey: string;
+  /** Most entries sequenced in one transaction. */
+  readonly maxBatchSize?: number;
+  /** How long the sequencer waits to fill a batch once an entry is waiting. */
+  readonly maxBatchDelayMs?: number;
+  /** Entries waiting to be sequenced or integrated before add() pushes back. */
+  readonly maxPending?: number;
+  /** How many of the most recent entries a duplicate submission is recognised against. */
+  readonly dedupWindow?: number;
+  readonly tileCacheSize?: number;
+  readonly metrics?: Registry;
+  /** Called once if the log hits a fatal error and stops accepting writes. */
+  readonly onFatal?: (err: Error) => void;
+}
+
+export type WaitFor = 'sequenced' | 'published';
+
+export interface AddResult {
+  readonly index: number;
+  readonly leafHash: Uint8Array;
+  /** True when the bytes matched an entry already in the dedup window. */
+  readonly duplicate: boolean;
+}
+
+interface Pending {
+  readonly entry: Uint8Array;
+  readonly leafHash: Uint8Array;
+  readonly key: string;
+  readonly submittedAt: number;
+  readonly waiters: Array<{ resolve: (index: number) => void; reject: (err: unknown) => void }>;
+}
+
+interface PublishWaiter {
+  readonly index: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+const hashKey = (h: Uint8Array) => Buffer.from(h.buffer, h.byteOffset, h.byteLength).toString('latin1');
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A deferred signal: wait() resolves at the next notify(). */
+class Signal {
+  private waiting: (() => void) | undefined;
+  notify(): void {
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.();
+  }
+  wait(): Promise<void> {
+    return new Promise((r) => {
+      const prev = this.waiting;
+      this.waiting = () => {
+        prev?.();
+        r();
+      };
+    });
+  }
+}
+
+export class Log {
+  readonly origin: string;
+  readonly vkey: string;
+  readonly metrics: Registry;
+
+  private readonly store: LogStore;
+  private readonly signer: NoteSigner;
+  private readonly maxBatchSize: number;
+  private readonly maxBatchDelayMs: number;
+  private readonly maxPending: number;
+  private readonly dedupWindow: number;
+  private readonly onFatal: ((err: Error) => void) | undefined;
+
+  private edge: TreeEdge = EMPTY_EDGE;
+  private nextIndex = 0;
+  private latest!: StoredCheckpoint;
+  private readonly tiles: TileCache;
+  private readonly bundles = new Map<number, { data: Uint8Array; width: number }>();
+
+  private pool: Pending[] = [];
+  private readonly inflight = new Map<string, Pending>();
+  /** leaf hash → index for the last `dedupWindow` sequenced entries; insertion-ordered. */
+  private readonly recent = new Map<string, number>();
+  private integrationQueue: Array<{ index: number; leafHash: Uint8Array; submittedAt: number }> = [];
+  private publishWaiters: PublishWaiter[] = [];
+
+  private readonly poolSignal = new Signal();
+  private readonly queueSignal = new Signal();
+  private closed = false;
+  private fatal: Error | undefined;
+  private loops: Promise<void>[] = [];
+
+  private readonly mEntries: Counter;
+  private readonly mDuplicates: Counter;
+  private readonly mIntegrationSeconds: Histogram;
+  private readonly mSequenceSeconds: Histogram;
+  private readonly mSubmitToPublish: Histogram;
+
+  private constructor(opts: LogOptions) {
+    this.store = opts.store;
+    this.origin = opts.origin;
+    this.signer = opts.signer;
+    this.vkey = opts.vkey;
+    this.maxBatchSize = opts.maxBatchSize ?? 4096;
+    this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 5;
+    this.maxPending = opts.maxPending ?? 200_000;
+    this.dedupWindow = opts.dedupWindow ?? 100_000;
+    this.onFatal = opts.onFatal;
+    this.tiles = new TileCache(opts.tileCacheSize ?? 16384);
+    this.metrics = opts.metrics ?? new Registry();
+    const m = this.metrics;
+    m.register(new Gauge('glasslog_tree_size', 'Entries covered by the latest published checkpoint', () => this.latest?.treeSize ?? 0));
+    m.register(new Gauge('glasslog_sequenced_entries', 'Entries sequenced (next index to assign)', () => this.nextIndex));
+    m.register(new Gauge('glasslog_pending_entries', 'Entries submitted but not yet covered by a published checkpoint', () => this.pendingCount()));
+    this.mEntries = m.register(new Counter('glasslog_entries_sequenced_total', 'Entries appended to the log'));
+    this.mDuplicates = m.register(new Counter('glasslog_duplicate_submissions_total', 'Submissions answered with an existing index'));
+    this.mSequenceSeconds = m.register(new Histogram('glasslog_sequence_seconds', 'Time of one sequencing transaction'));
+    this.mIntegrationSeconds = m.register(new Histogram('glasslog_integration_seconds', 'Time to integrate and publish one batch'));
+    this.mSubmitToPublish = m.register(new Histogram('glasslog_submit_to_publish_seconds', 'Time from submission to a published checkpoint covering the entry'));
+  }
+
+  /**
+   * Opens the log on `store`: checks the stored identity, finishes integrating anything
+   * sequenced before a crash, publishes a checkpoint for the integrated tree if none
+   * covers it, rebuilds the dedup window, and starts the sequencer and integrator.
+   */
+  static async open(opts: LogOptions): Promise<Log> {
+    const log = new Log(opts);
+    await log.recover();
+    log.loops = [log.sequencerLoop(), log.integratorLoop()];
+    return log;
+  }
+
+  private async recover(): Promise<void> {
+    const store = this.store;
+    await store.migrate();
+    await store.lockWriter();
+    const meta = await store.getMeta();
+    if (meta === null) {
+      await store.initMeta({ origin: this.origin, vkey: this.vkey });
+    } else {
+      if (meta.origin !== this.origin) {
+        throw new FatalError(`this database holds the log "${meta.origin}", not "${this.origin}": refusing to start (check --origin)`);
+      }
+      if (meta.vkey !== this.vkey) {
+        throw new FatalError(`this database's log "${meta.origin}" was created with key ${meta.vkey}, but the configured key is ${this.vkey}: refusing to start`);
+      }
+    }
+    const st = await store.state();
+    await this.prefetchEdge(st.treeSize);
+    this.edge = edgeFromTiles(st.treeSize, (level, index) => this.tiles.get(level, index)!);
+    if (!equalBytes(edgeRootHash(this.edge), st.rootHash)) {
+      throw new FatalError(`stored tiles do not reproduce the stored root at tree size ${st.treeSize}`);
+    }
+    this.nextIndex = st.nextIndex;
+    // Entries sequenced before a crash but not integrated: integrate them now.
+    for (let from = st.treeSize; from < st.nextIndex; ) {
+      const to = Math.min(st.nextIndex, from + 65536);
+      const entries = await store.readEntries(from, to);
+      await this.integrateAndStore(entries.map((e) => leafHash(e)));
+      from = to;
+    }
+    const latest = await store.latestCheckpoint();
+    if (latest === null || latest.treeSize < this.edge.size) {
+      this.latest = await this.publish();
+    } else {
+      this.latest = latest;
+    }
+    await this.rebuildDedupWindow();
+  }
+
+  /** Loads the partial tile of every level for a tree of `size` into the cache. */
+  private async prefetchEdge(size: number): Promise<void> {
+    const need: Array<[number, number]> = [];
+    for (let level = 0; Math.floor(size / levelSpan(level)) > 0; level++) {
+      const index = Math.floor(size / levelSpan(level + 1));
+      if (tileWidthAt(level, index, size) > 0) need.push([level, index]);
+    }
+    await this.ensureTiles(need.map(([level, index]) => ({ level, index, width: tileWidthAt(level, index, size) })));
+  }
+
+  private async ensureTiles(need: Array<{ level: number; index: number; width: number }>): Promise<void> {
+    await Promise.all(
+      need
+        .filter((t) => !this.tiles.has(t.level, t.index, t.width))
+        .map(async (t) => {
+          const data = await this.store.readTile(t.level, t.index);
+          if (!data || data.length < t.width * HASH_SIZE) {
+            throw new FatalError(`tile ${t.level}/${t.index} of width ${t.width} is missing from storage`);
+          }
+          this.tiles.put(t.level, t.index, data);
+        })
+    );
+  }
+
+  private async rebuildDedupWindow(): Promise<void> {
+    const size = this.edge.size;
+    const from = Math.max(0, size - this.dedupWindow);
+    const first = Math.floor(from / TILE_WIDTH);
+    const last = Math.ceil(size / TILE_WIDTH);
+    const need = [];
+    for (let i = first; i < last; i++) need.push({ level: 0, index: i, width: tileWidthAt(0, i, size) });
+    for (let i = 0; i < need.length; i += 64) await this.ensureTiles(need.slice(i, i + 64));
+    for (let idx = from; idx < size; idx++) {
+      const tile = this.tiles.get(0, Math.floor(idx / TILE_WIDTH))!;
+      const off = (idx % TILE_WIDTH) * HASH_SIZE;
+      this.remember(hashKey(tile.subarray(off, off + HASH_SIZE)), idx);
+    }
+  }
+
+  private remember(key: string, index: number): void {
+    this.recent.delete(key);
+    this.recent.set(key, index);
+    while (this.recent.size > this.dedupWindow) {
+      const oldest = this.recent.keys().next().value;
+      if (oldest === undefined) break;
+      this.recent.delete(oldest);
+    }
+  }
+
+  private pendingCount(): number {
+    return this.pool.length + this.integrationQueue.length;
+  }
+
+  /** The latest published checkpoint. */
+  checkpoint(): StoredCheckpoint {
+    return this.latest;
+  }
+
+  /** Whether the log is accepting writes (no fatal error, not closed). */
+  healthy(): boolean {
+    return !this.fatal && !this.closed;
+  }
+
+  /**
+   * Appends entries. Resolves, in order, once each entry is durably sequenced (`wait:
+   * 'sequenced'`) or also covered by a published checkpoint (`'published'`). Bytes equal
+   * to an entry in the dedup window resolve to that entry's index without growing the log.
+   * @throws {MalformedError} for an empty or oversized entry (nothing is stored)
+   * @throws {PushbackError} when too many entries are waiting
+   */
+  async add(entries: readonly Uint8Array[], wait: WaitFor = 'published'): Promise<AddResult[]> {
+    if (this.fatal) throw new FatalError(`the log stopped after a fatal error: ${this.fatal.message}`);
+    if (this.closed) throw new PushbackError('the log is shutting down');
+    for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.length > MAX_ENTRY_SIZE) throw new TooLargeError(`entry ${i} is ${entries[i]!.length} bytes, more than ${MAX_ENTRY_SIZE}`);
+    }
+    if (this.pendingCount() + entries.length > this.maxPending) {
+      throw new PushbackError(`too many entries waiting to be sequenced (${this.pendingCount()})`, 1);
+    }
+    const now = performance.now();
+    const results = entries.map((entry) => {
+      const h = leafHash(entry);
+      const key = hashKey(h);
+      return this.enqueue(entry, h, key, now).then((r) => ({ ...r, leafHash: h }));
+    });
+    if (results.length > 0) this.poolSignal.notify();
+    const sequenced = await Promise.all(results);
+    if (wait === 'published') {
+      const max = sequenced.reduce((m, r) => Math.max(m, r.index), -1);
+      await this.waitPublished(max);
+    }
+    return sequenced;
+  }
+
+  private enqueue(entry: Uint8Array, h: Uint8Array, key: string, now: number): Promise<{ index: number; duplicate: boolean }> {
+    const known = this.recent.get(key);
+    if (known !== undefined) {
+      this.mDuplicates.inc();
+      return Promise.resolve({ index: known, duplicate: true });
+    }
+    let p = this.inflight.get(key);
+    const duplicate = p !== undefined;
+    if (!p) {
+      p = { entry, leafHash: h, key, submittedAt: now, waiters: [] };
+      this.inflight.set(key, p);
+      this.pool.push(p);
+    } else {
+      this.mDuplicates.inc();
+    }
+    const pending = p;
+    return new Promise((resolve, reject) => {
+      pending.waiters.push({ resolve: (index) => resolve({ index, duplicate }), reject });
+    });
+  }
+
+  private waitPublished(index: number): Promise<void> {
+    if (index < this.latest.treeSize) return Promise.resolve();
+    if (this.fatal) return Promise.reject(this.fatal);
+    return new Promise((resolve, reject) => this.publishWaiters.push({ index, resolve, reject }));
+  }
+
+  private async sequencerLoop(): Promise<void> {
+    while (!this.fatal) {
+      if (this.pool.length === 0) {
+        if (this.closed) break;
+        await this.poolSignal.wait();
+        continue;
+      }
+      if (this.pool.length < this.maxBatchSize && this.maxBatchDelayMs > 0) await sleep(this.maxBatchDelayMs);
+      const batch = this.pool.splice(0, this.maxBatchSize);
+      const started = performance.now();
+      let first: number;
+      try {
+        first = await this.store.sequence(batch.map((p) => p.entry));
+      } catch (err) {
+        // Nothing from this batch was stored (the transaction rolled back): fail its callers.
+        for (const p of batch) {
+          this.inflight.delete(p.key);
+          for (const w of p.waiters) w.reject(err);
+        }
+        if (err instanceof FatalError) this.stop(err);
+        else await sleep(50);
+        continue;
+      }
+      this.mSequenceSeconds.observe((performance.now() - started) / 1000);
+      if (first !== this.nextIndex) {
+        this.stop(new FatalError(`sequenced at index ${first}, expected ${this.nextIndex}: another writer is using this log`));
+      }
+      this.nextIndex = first + batch.length;
+      this.mEntries.inc({}, batch.length);
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i]!;
+        const index = first + i;
+        this.inflight.delete(p.key);
+        this.remember(p.key, index);
+        this.integrationQueue.push({ index, leafHash: p.leafHash, submittedAt: p.submittedAt });
+        for (const w of p.waiters) w.resolve(index);
+      }
+      this.queueSignal.notify();
+    }
+  }
+
+  private async integratorLoop(): Promise<void> {
+    let unpublished: number[] = []; // submission times of integrated, unpublished entries
+    while (!this.fatal) {
+      if (this.integrationQueue.length === 0 && this.latest.treeSize === this.edge.size) {
+        if (this.closed) break;
+        await this.queueSignal.wait();
+        continue;
+      }
+      const started = performance.now();
+      try {
+        if (this.integrationQueue.length > 0) {
+          const items = this.integrationQueue.splice(0);
+          try {
+            if (items[0]!.index !== this.edge.size) {
+              throw new FatalError(`integration queue starts at ${items[0]!.index}, tree size is ${this.edge.size}`);
+            }
+            await this.integrateAndStore(items.map((x) => x.leafHash));
+          } catch (err) {
+            this.integrationQueue = items.concat(this.integrationQueue);
+            throw err;
+          }
+          for (const x of items) unpublished.push(x.submittedAt);
+        }
+        this.latest = await this.publish();
+      } catch (err) {
+        if (err instanceof FatalError) {
+          this.stop(err);
+          break;
+        }
+        // A transient storage failure: nothing is lost, try again shortly. (If a commit
+        // succeeded but its answer was lost, the retry fails its compare-and-swap and
+        // stops the log; a restart then recovers from the stored state.)
+        await sleep(100);
+        continue;
+      }
+      const done = performance.now();
+      this.mIntegrationSeconds.observe((done - started) / 1000);
+      for (const t of unpublished) this.mSubmitToPublish.observe((done - t) / 1000);
+      unpublished = [];
+      this.releasePublishWaiters();
+    }
+  }
+
+  private async integrateAndStore(leafHashes: Uint8Array[]): Promise<void> {
+    const r = integrate(this.edge, leafHashes);
+    await this.store.integrate(this.edge.size, r.edge.size, r.rootHash, r.tiles);
+    for (const t of r.tiles) this.tiles.put(t.coord.level as number, t.coord.index, t.data);
+    this.edge = r.edge;
+  }
+
+  /** Signs and stores a checkpoint for the integrated tree. */
+  private async publish(): Promise<StoredCheckpoint> {
+    const text = formatCheckpoint({ origin: this.origin, treeSize: this.edge.size, rootHash: edgeRootHash(this.edge), extensions: [] });
+    const cp = { treeSize: this.edge.size, note: signNote(text, [this.signer]) };
+    await this.store.publish(cp);
+    return cp;
+  }
+
+  private releasePublishWaiters(): void {
+    const size = this.latest.treeSize;
+    const keep: PublishWaiter[] = [];
+    for (const w of this.publishWaiters) {
+      if (w.index < size) w.resolve();
+      else keep.push(w);
+    }
+    this.publishWaiters = keep;
+  }
+
+  private stop(err: Error): void {
+    if (this.fatal) return;
+    this.fatal = err;
+    for (const p of this.pool) for (const w of p.waiters) w.reject(err);
+    this.pool = [];
+    this.inflight.clear();
+    for (const w of this.publishWaiters) w.reject(err);
+    this.publishWaiters = [];
+    this.poolSignal.notify();
+    this.queueSignal.notify();
+    this.onFatal?.(err);
+  }
+
+  // ---- Reads: everything below serves only what a published checkpoint covers. ----
+
+  /** The published checkpoint of exactly `treeSize`. @throws {NotFoundError} */
+  async checkpointAt(treeSize: number): Promise<StoredCheckpoint> {
+    if (treeSize === this.latest.treeSize) return this.latest;
+    if (treeSize > this.latest.treeSize) throw new NotFoundError(`tree size ${treeSize} is beyond the latest checkpoint (${this.latest.treeSize})`);
+    const cp = await this.store.checkpointAt(treeSize);
+    if (!cp) throw new NotFoundError(`the log published no checkpoint of tree size ${treeSize}`);
+    return cp;
+  }
+
+  private async nodeReaderFor(run: (node: NodeReader) => unknown): Promise<NodeReader> {
+    await this.ensureTiles(tilesNeeded(run));
+    return this.tiles.node;
+  }
+
+  private checkPublishedSize(treeSize: number, what: string): void {
+    if (treeSize > this.latest.treeSize) {
+      throw new NotFoundError(`${what} ${treeSize} is beyond the latest checkpoint's tree size ${this.latest.treeSize}`);
+    }
+  }
+
+  /**
+   * The inclusion proof of entry `index` in the tree of `treeSize` (default: the latest
+   * checkpoint). @throws {NotFoundError}
+   */
+  async inclusionProof(index: number, treeSize = this.latest.treeSize): Promise<{ leafHash: Uint8Array; proof: Uint8Array[] }> {
+    checkSize(index, 'index');
+    this.checkPublishedSize(treeSize, 'tree size');
+    if (index >= treeSize) throw new NotFoundError(`index ${index} is not in the tree of size ${treeSize}`);
+    const run = (node: NodeReader) => [node(0, index), proveInclusion(index, treeSize, node)] as const;
+    const node = await this.nodeReaderFor(run);
+    const [h, proof] = run(node);
+    return { leafHash: h, proof };
+  }
+
+  /** The consistency proof from `oldSize` to `newSize`. @throws {NotFoundError}, {MalformedError} */
+  async consistencyProof(oldSize: number, newSize: number): Promise<Uint8Array[]> {
+    if (oldSize > newSize) throw new MalformedError(`old size ${oldSize} is larger than new size ${newSize}`);
+    this.checkPublishedSize(newSize, 'new size');
+    const run = (node: NodeReader) => proveConsistency(oldSize, newSize, node);
+    return run(await this.nodeReaderFor(run));
+  }
+
+  /** A c2sp.org/tlog-proof@v1 receipt for `index` against the checkpoint of `treeSize`. */
+  async receipt(index: number, treeSize = this.latest.treeSize): Promise<string> {
+    const cp = await this.checkpointAt(treeSize);
+    const { proof } = await this.inclusionProof(index, cp.treeSize);
+    return formatTlogProof({ index, proof, checkpoint: cp.note });
+  }
+
+  /** Receipts for many entries against one checkpoint, sharing the tile reads. */
+  async receipts(indices: readonly number[], cp: StoredCheckpoint = this.latest): Promise<string[]> {
+    const size = cp.treeSize;
+    for (const i of indices) if (i >= size) throw new NotFoundError(`index ${i} is not in the tree of size ${size}`);
+    const run = (node: NodeReader) => indices.map((i) => proveInclusion(i, size, node));
+    const proofs = run(await this.nodeReaderFor(run));
+    return proofs.map((proof, k) => formatTlogProof({ index: indices[k]!, proof, checkpoint: cp.note }));
+  }
+
+  /** The index of the first entry with this leaf hash in the published tree. @throws {NotFoundError} */
+  async findLeaf(hash: Uint8Array): Promise<number> {
+    if (hash.length !== HASH_SIZE) throw new MalformedError(`leaf hash must be ${HASH_SIZE} bytes`);
+    const size = this.latest.treeSize;
+    for (const idx of await this.store.findLeaf(hash)) {
+      if (idx >= size) break;
+      const leaf = (node: NodeReader) => node(0, idx);
+      if (equalBytes(leaf(await this.nodeReaderFor(leaf)), hash)) return idx;
+    }
+    throw new NotFoundError('no entry with that leaf hash in the published tree');
+  }
+
+  /**
+   * The hashes of tile (level, index) at `width` (256 = full), as served at
+   * tile/<L>/<N>[.p/<W>]. Only tiles a published checkpoint covers are served.
+   * @throws {NotFoundError}
+   */
+  async tile(level: number, index: number, width: number): Promise<Uint8Array> {
+    const have = tileWidthAt(level, index, this.latest.treeSize);
+    if (have < width) throw new NotFoundError(`tile ${level}/${index} of width ${width} is not in the published tree`);
+    await this.ensureTiles([{ level, index, width }]);
+    return this.tiles.get(level, index)!.subarray(0, width * HASH_SIZE);
+  }
+
+  /** Entry bundle `index` at `width`, as served at tile/entries/<N>[.p/<W>]. @throws {NotFoundError} */
+  async bundle(index: number, width: number): Promise<Uint8Array> {
+    const have = tileWidthAt('entries', index, this.latest.treeSize);
+    if (have < width) throw new NotFoundError(`entry bundle ${index} of width ${width} is not in the published tree`);
+    let b = this.bundles.get(index);
+    if (!b || b.width < width) {
+      const data = await this.store.readBundle(index);
+      if (!data) throw new FatalError(`entry bundle ${index} is missing from storage`);
+      b = { data, width: decodeBundle(data).length };
+      if (b.width === TILE_WIDTH) {
+        this.bundles.set(index, b);
+        if (this.bundles.size > 256) this.bundles.delete(this.bundles.keys().next().value!);
+      }
+    }
+    if (width === b.width) return b.data;
+    // A narrower view is a prefix of the stored bundle.
+    let o = 0;
+    for (let i = 0; i < width; i++) o += 2 + ((b.data[o]! << 8) | b.data[o + 1]!);
+    return b.data.subarray(0, o);
+  }
+
+  /** Stops the loops after the work in hand and closes the store. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Drain: let the loops sequence, integrate and publish what callers are waiting for.
+    for (let i = 0; i < 100 && !this.fatal && this.pendingCount() > 0; i++) await sleep(50);
+    this.closed = true;
+    this.poolSignal.notify();
+    this.queueSignal.notify();
+    await Promise.allSettled(this.loops);
+    const err = new PushbackError('the log is shutting down');
+    for (const p of this.pool) for (const w of p.waiters) w.reject(err);
+    for (const w of this.publishWaiters) w.reject(err);
+    await this.store.close();
+  }
+}
+
