@@ -31,6 +31,11 @@ export interface PostgresLogStoreOptions {
    * uses it to flush PGlite's files to disk, which PGlite itself never does.
    */
   afterCommit?: () => Promise<void>;
+  /**
+   * The store talks to a single-session engine (embedded PGlite): session settings are
+   * made with SET instead of connection startup parameters, which it ignores.
+   */
+  singleSession?: boolean;
 }
 
 /** Postgres connection options for a log in `schema`. */
@@ -80,6 +85,7 @@ export class PostgresLogStore implements LogStore {
   private readonly advisoryLock: boolean;
   private lockConn: postgres.ReservedSql | undefined;
   private readonly afterCommit: () => Promise<void>;
+  private readonly singleSession: boolean;
 
   constructor(
     private readonly sql: Sql,
@@ -89,6 +95,7 @@ export class PostgresLogStore implements LogStore {
     schemaConnection(this.schema);
     this.advisoryLock = opts.advisoryLock ?? true;
     this.afterCommit = opts.afterCommit ?? (async () => undefined);
+    this.singleSession = opts.singleSession ?? false;
   }
 
   async migrate(): Promise<void> {
@@ -100,6 +107,11 @@ export class PostgresLogStore implements LogStore {
       await sql`INSERT INTO log_state (id, next_index, tree_size, root_hash)
                 VALUES (1, 0, 0, ${EMPTY_ROOT}) ON CONFLICT (id) DO NOTHING`;
     });
+    if (this.singleSession) {
+      // pglite-socket does not apply startup parameters, so the connection's search_path
+      // is set here, once, on the one session the embedded engine has.
+      await this.sql`SET search_path TO ${this.sql(this.schema)}`;
+    }
   }
 
   async lockWriter(): Promise<void> {
