@@ -59,8 +59,25 @@ export function rootHash(size: number, node: NodeReader): Uint8Array {
   return size === 0 ? EMPTY_ROOT : rangeHash(0, size, node);
 }
 
+/**
+ * Memoises MTH(D[lo:hi]) across proofs against one tree: proofs for many entries of the same
+ * tree share most of their right-border ranges. Only valid for one NodeReader.
+ */
+export type RangeMemo = Map<string, Uint8Array>;
+
+function memoRangeHash(lo: number, hi: number, node: NodeReader, memo: RangeMemo | undefined): Uint8Array {
+  if (!memo) return rangeHash(lo, hi, node);
+  const key = `${lo}:${hi}`;
+  let h = memo.get(key);
+  if (!h) {
+    h = rangeHash(lo, hi, node);
+    memo.set(key, h);
+  }
+  return h;
+}
+
 /** PATH(index, D[0:size]), RFC 6962 §2.1.1, ordered from the leaf upward. */
-export function proveInclusion(index: number, size: number, node: NodeReader): Uint8Array[] {
+export function proveInclusion(index: number, size: number, node: NodeReader, memo?: RangeMemo): Uint8Array[] {
   checkSize(index, 'index');
   checkSize(size, 'size');
   if (index >= size) throw new RangeError(`index ${index} is not below size ${size}`);
@@ -70,10 +87,10 @@ export function proveInclusion(index: number, size: number, node: NodeReader): U
     const k = maxPow2Below(hi - lo);
     if (index < lo + k) {
       walk(lo, lo + k);
-      path.push(rangeHash(lo + k, hi, node));
+      path.push(memoRangeHash(lo + k, hi, node, memo));
     } else {
       walk(lo + k, hi);
-      path.push(rangeHash(lo, lo + k, node));
+      path.push(memoRangeHash(lo, lo + k, node, memo));
     }
   };
   walk(0, size);
@@ -188,6 +205,7 @@ export function verifyConsistency(
   if (oldSize === 0) {
     if (proof.length !== 0) throw new VerificationError('consistency proof from size 0 must be empty');
     if (!equalBytes(oldRoot, EMPTY_ROOT)) throw new VerificationError('tree of size 0 must have the empty root');
+    if (newSize === 0 && !equalBytes(newRoot, EMPTY_ROOT)) throw new VerificationError('tree of size 0 must have the empty root');
     return;
   }
   if (oldSize === newSize) {

@@ -117,7 +117,7 @@ export function createLogApp(opts: LogAppOptions): Hono {
 
   const requireWriter = async (c: Context, next: () => Promise<void>) => {
     const auth = c.req.header('authorization') ?? '';
-    const m = /^Bearer ([\x21-\x7e]+)$/.exec(auth);
+    const m = /^Bearer +([\x21-\x7e]+)$/i.exec(auth); // the scheme is case-insensitive (RFC 9110 §11.1)
     if (!m) {
       denials.inc({ reason: 'missing' });
       throw new UnauthorizedError('writing needs an "Authorization: Bearer <token>" header');

@@ -20,7 +20,7 @@ import { HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
 import { TILE_WIDTH, levelSpan, tileWidthAt } from '../core/tile.js';
 import { formatTlogProof } from '../core/tlog-proof.js';
-import { proveConsistency, proveInclusion, type NodeReader } from '../core/tree.js';
+import { proveConsistency, proveInclusion, type NodeReader, type RangeMemo } from '../core/tree.js';
 import { signNote, type NoteSigner } from '../note/note.js';
 import type { LogStore, StoredCheckpoint } from '../storage/types.js';
 import { Counter, Gauge, Histogram, Registry } from '../metrics.js';
@@ -112,6 +112,8 @@ export class Log {
   private readonly bundles = new Map<number, { data: Uint8Array; width: number }>();
 
   private pool: Pending[] = [];
+  /** Entries in the sequencing transaction in flight. */
+  private sequencing = 0;
   private readonly inflight = new Map<string, Pending>();
   /** leaf hash → index for the last `dedupWindow` sequenced entries; insertion-ordered. */
   private readonly recent = new Map<string, number>();
@@ -253,7 +255,7 @@ export class Log {
   }
 
   private pendingCount(): number {
-    return this.pool.length + this.integrationQueue.length;
+    return this.pool.length + this.sequencing + this.integrationQueue.length;
   }
 
   /** The latest published checkpoint. */
@@ -277,6 +279,7 @@ export class Log {
     if (this.fatal) throw new FatalError(`the log stopped after a fatal error: ${this.fatal.message}`);
     if (this.closed) throw new PushbackError('the log is shutting down');
     for (let i = 0; i < entries.length; i++) {
+      if (entries[i]!.length === 0) throw new MalformedError(`entry ${i} is empty`);
       if (entries[i]!.length > MAX_ENTRY_SIZE) throw new TooLargeError(`entry ${i} is ${entries[i]!.length} bytes, more than ${MAX_ENTRY_SIZE}`);
     }
     if (this.pendingCount() + entries.length > this.maxPending) {
@@ -303,11 +306,12 @@ export class Log {
       this.mDuplicates.inc();
       return Promise.resolve({ index: known, duplicate: true });
     }
-    let p = this.inflight.get(key);
+    // dedupWindow 0 turns deduplication off, including among entries still in the pool.
+    let p = this.dedupWindow > 0 ? this.inflight.get(key) : undefined;
     const duplicate = p !== undefined;
     if (!p) {
       p = { entry, leafHash: h, key, submittedAt: now, waiters: [] };
-      this.inflight.set(key, p);
+      if (this.dedupWindow > 0) this.inflight.set(key, p);
       this.pool.push(p);
     } else {
       this.mDuplicates.inc();
@@ -321,6 +325,7 @@ export class Log {
   private waitPublished(index: number): Promise<void> {
     if (index < this.latest.treeSize) return Promise.resolve();
     if (this.fatal) return Promise.reject(this.fatal);
+    if (this.closed) return Promise.reject(new PushbackError('the log is shutting down'));
     return new Promise((resolve, reject) => this.publishWaiters.push({ index, resolve, reject }));
   }
 
@@ -335,9 +340,11 @@ export class Log {
       const batch = this.pool.splice(0, this.maxBatchSize);
       const started = performance.now();
       let first: number;
+      this.sequencing = batch.length;
       try {
         first = await this.store.sequence(batch.map((p) => p.entry));
       } catch (err) {
+        this.sequencing = 0;
         // Nothing from this batch was stored (the transaction rolled back): fail its callers.
         for (const p of batch) {
           this.inflight.delete(p.key);
@@ -347,6 +354,7 @@ export class Log {
         else await sleep(50);
         continue;
       }
+      this.sequencing = 0;
       this.mSequenceSeconds.observe((performance.now() - started) / 1000);
       if (first !== this.nextIndex) {
         this.stop(new FatalError(`sequenced at index ${first}, expected ${this.nextIndex}: another writer is using this log`));
@@ -457,7 +465,7 @@ export class Log {
     return cp;
   }
 
-  private async nodeReaderFor(run: (node: NodeReader) => unknown): Promise<NodeReader> {
+  private async nodeReaderFor(run: (node: NodeReader, memo: RangeMemo) => unknown): Promise<NodeReader> {
     await this.ensureTiles(tilesNeeded(run));
     return this.tiles.node;
   }
@@ -501,8 +509,8 @@ export class Log {
   async receipts(indices: readonly number[], cp: StoredCheckpoint = this.latest): Promise<string[]> {
     const size = cp.treeSize;
     for (const i of indices) if (i >= size) throw new NotFoundError(`index ${i} is not in the tree of size ${size}`);
-    const run = (node: NodeReader) => indices.map((i) => proveInclusion(i, size, node));
-    const proofs = run(await this.nodeReaderFor(run));
+    const run = (node: NodeReader, memo: RangeMemo) => indices.map((i) => proveInclusion(i, size, node, memo));
+    const proofs = run(await this.nodeReaderFor(run), new Map());
     return proofs.map((proof, k) => formatTlogProof({ index: indices[k]!, proof, checkpoint: cp.note }));
   }
 

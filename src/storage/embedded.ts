@@ -65,6 +65,13 @@ export interface EmbeddedPostgresOptions {
    * nearly free. Both keep Postgres' write-ahead ordering on disk.
    */
   durability?: 'sync' | 'commit';
+  /**
+   * Run a CHECKPOINT (from sync(), in the background) once this many bytes of
+   * WAL were written since the last one. PGlite runs Postgres in single-user
+   * mode, which has no checkpointer: without this pg_wal grows until the next
+   * restart and crash recovery replays all of it. Default 64 MiB; 0 disables.
+   */
+  checkpointWalBytes?: number;
 }
 
 export class DataDirectoryInUseError extends Error {
@@ -89,6 +96,7 @@ const SOCKET_NAME = `.s.PGSQL.${SOCKET_PORT}`;
 const MAX_SOCKET_PATH = process.platform === 'linux' ? 107 : 103;
 /** Emscripten errno for EIO, reported to Postgres when a real fsync fails. */
 const EM_EIO = 29;
+const DEFAULT_CHECKPOINT_WAL_BYTES = 64 * 1024 * 1024;
 
 export async function startEmbeddedPostgres(
   dataDir: string,
@@ -120,7 +128,7 @@ export async function startEmbeddedPostgres(
 
     server = new PGLiteSocketServer({ db, path: socket.path, maxConnections: 1 });
     await server.start();
-    return new Embedded(dir, db, server, socket, lock, wal);
+    return new Embedded(db, server, socket, lock, wal, opts.checkpointWalBytes ?? DEFAULT_CHECKPOINT_WAL_BYTES);
   } catch (err) {
     if (server) await server.stop().catch(() => {});
     if (db) await db.close().catch(() => {});
@@ -133,15 +141,25 @@ export async function startEmbeddedPostgres(
 class Embedded implements EmbeddedPostgres {
   readonly connectionOptions: Options<{}>;
   #closing: Promise<void> | undefined;
+  #checkpointing: Promise<void> | undefined;
+  #checkpointError: Error | undefined;
+  /** Type byte of the last protocol message the socket client sent (0: startup packet / none yet). */
+  #lastClientMessage = 0;
 
   constructor(
-    readonly dataDir: string,
     private readonly db: PGlite,
     private readonly server: PGLiteSocketServer,
     private readonly socket: SocketLocation,
     private readonly lock: Lock,
     private readonly wal: WalTracker,
+    private readonly checkpointWalBytes: number,
   ) {
+    // pglite-socket feeds the client's messages one by one through this method (under runExclusive).
+    const exec = db.execProtocolRawStream.bind(db);
+    db.execProtocolRawStream = (message, options) => {
+      this.#lastClientMessage = message[0] ?? 0;
+      return exec(message, options);
+    };
     this.connectionOptions = Object.freeze({
       path: socket.path,
       host: path.dirname(socket.path),
@@ -164,7 +182,35 @@ class Embedded implements EmbeddedPostgres {
 
   async sync(): Promise<void> {
     if (this.#closing) throw new Error('embedded Postgres is closed');
+    if (this.#checkpointError) throw this.#checkpointError;
     await this.wal.sync();
+    if (this.checkpointWalBytes > 0 && this.wal.bytesSinceCheckpoint >= this.checkpointWalBytes) {
+      this.#checkpointing ??= this.#checkpoint().finally(() => (this.#checkpointing = undefined));
+    }
+  }
+
+  /**
+   * CHECKPOINT on the backend the client shares, only where the client's
+   * session is idle (after a Sync or a simple Query, outside a transaction
+   * block); otherwise skipped until the next sync(). The response is not sent
+   * to the client.
+   */
+  async #checkpoint(): Promise<void> {
+    try {
+      await this.db.runExclusive(async () => {
+        const last = this.#lastClientMessage;
+        const idle = last === 0 || last === 0x53 /* S */ || last === 0x51; /* Q */
+        if (!idle || this.db.isInTransaction() || this.db.closed) return;
+        const chunks: Uint8Array[] = [];
+        await this.db.execProtocolRawStream(simpleQuery('CHECKPOINT'), {
+          onRawData: (d) => chunks.push(d.slice()),
+        });
+        const err = firstErrorMessage(Buffer.concat(chunks));
+        if (err) throw new Error(`embedded Postgres CHECKPOINT failed: ${err}`);
+      });
+    } catch (err) {
+      this.#checkpointError ??= err as Error;
+    }
   }
 
   close(): Promise<void> {
@@ -174,6 +220,7 @@ class Embedded implements EmbeddedPostgres {
 
   async #close(): Promise<void> {
     try {
+      await this.#checkpointing;
       await this.server.stop();
       // stop() detaches handlers without awaiting their ROLLBACK; let them run first.
       await new Promise((r) => setImmediate(r));
@@ -264,6 +311,7 @@ interface EmFs {
 
 interface StreamInfo {
   readonly wal: boolean;
+  readonly control: boolean;
   readonly nfd: number;
   /** Sequence number of the last write through this stream. */
   lastWrite: number;
@@ -292,12 +340,15 @@ interface StreamInfo {
 class WalTracker {
   installed = false;
   failed: Error | undefined;
+  /** WAL bytes written since pg_control was last written (i.e. since the last checkpoint). */
+  bytesSinceCheckpoint = 0;
   private seq = 0;
   private readonly dirty = new Set<StreamInfo>();
   private readonly infos = new WeakMap<EmStream, StreamInfo>();
   private realPath: (node: EmStream['node']) => string = () => '';
   private isFile: (mode: number) => boolean = () => false;
   private walPrefix = '';
+  private controlFile = '';
   private errnoError: new (errno: number) => Error = Error as unknown as new (errno: number) => Error;
 
   constructor(private readonly durability: 'sync' | 'commit') {}
@@ -315,6 +366,7 @@ class WalTracker {
     const origFsync = ops.fsync;
     this.realPath = realPath;
     this.walPrefix = path.join(root, 'pg_wal') + path.sep;
+    this.controlFile = path.join(root, 'global', 'pg_control');
     this.errnoError = FS.ErrnoError;
     this.isFile = (mode) => FS.isFile(mode);
 
@@ -325,6 +377,9 @@ class WalTracker {
       if (info.wal && n > 0) {
         info.lastWrite = ++this.seq;
         this.dirty.add(info);
+        this.bytesSinceCheckpoint += n;
+      } else if (info.control) {
+        this.bytesSinceCheckpoint = 0;
       }
       return n;
     };
@@ -382,6 +437,7 @@ class WalTracker {
       const p = this.realPath(stream.node);
       info = {
         wal: p.startsWith(this.walPrefix) && this.isFile(stream.node.mode),
+        control: p === this.controlFile,
         nfd: stream.nfd ?? -1,
         lastWrite: 0,
         durable: 0,
@@ -428,6 +484,35 @@ function allZero(buf: Uint8Array, off: number, len: number): boolean {
   }
   while (i < end) if (buf[i++] !== 0) return false;
   return true;
+}
+
+/** A simple-protocol Query message. */
+function simpleQuery(text: string): Uint8Array {
+  const body = Buffer.from(text + '\0', 'utf8');
+  const msg = Buffer.alloc(5 + body.length);
+  msg.write('Q', 0, 'latin1');
+  msg.writeInt32BE(4 + body.length, 1);
+  body.copy(msg, 5);
+  return msg;
+}
+
+/** The 'M' (message) field of the first ErrorResponse in a backend byte stream, if any. */
+function firstErrorMessage(buf: Buffer): string | undefined {
+  for (let i = 0; i + 5 <= buf.length; ) {
+    const type = buf[i];
+    const len = buf.readInt32BE(i + 1);
+    if (type === 0x45 /* E */) {
+      for (let j = i + 5; j < i + 1 + len && buf[j] !== 0; ) {
+        const field = buf[j];
+        const end = buf.indexOf(0, j + 1);
+        if (field === 0x4d /* M */) return buf.toString('utf8', j + 1, end);
+        j = end + 1;
+      }
+      return 'unknown error';
+    }
+    i += 1 + len;
+  }
+  return undefined;
 }
 
 function fdatasync(fd: number): Promise<void> {

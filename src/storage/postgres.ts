@@ -104,8 +104,8 @@ export class PostgresLogStore implements LogStore {
       await sql`CREATE SCHEMA IF NOT EXISTS ${sql(this.schema)}`;
       await sql`SET LOCAL search_path TO ${sql(this.schema)}`;
       await sql.unsafe(LOG_SCHEMA);
-      await sql`INSERT INTO log_state (id, next_index, tree_size, root_hash)
-                VALUES (1, 0, 0, ${EMPTY_ROOT}) ON CONFLICT (id) DO NOTHING`;
+      await sql`INSERT INTO log_sequence (id, next_index) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`;
+      await sql`INSERT INTO log_tree (id, tree_size, root_hash) VALUES (1, 0, ${EMPTY_ROOT}) ON CONFLICT (id) DO NOTHING`;
     });
     if (this.singleSession) {
       // pglite-socket does not apply startup parameters, so the connection's search_path
@@ -141,8 +141,9 @@ export class PostgresLogStore implements LogStore {
   }
 
   async state(): Promise<TreeState> {
-    const [row] = await this.sql`SELECT next_index, tree_size, root_hash FROM log_state WHERE id = 1`;
-    if (!row) throw new StorageError('log_state row missing: migrate() has not run');
+    const [row] = await this.sql`SELECT s.next_index, t.tree_size, t.root_hash
+                                 FROM log_sequence s, log_tree t WHERE s.id = 1 AND t.id = 1`;
+    if (!row) throw new StorageError('log state rows missing: migrate() has not run');
     return {
       nextIndex: toSize(row.next_index, 'next_index'),
       treeSize: toSize(row.tree_size, 'tree_size'),
@@ -155,7 +156,7 @@ export class PostgresLogStore implements LogStore {
     const first = await this.sql.begin(async (sql) => {
       // The row lock serialises sequencers: a second writer waits here, then reads the
       // index the first one committed, so two writers can never assign the same index.
-      const [row] = await sql`SELECT next_index FROM log_state WHERE id = 1 FOR UPDATE`;
+      const [row] = await sql`SELECT next_index FROM log_sequence WHERE id = 1 FOR UPDATE`;
       const first = toSize(row?.next_index, 'next_index');
       const writes: Array<Promise<postgres.RowList<postgres.Row[]>>> = [];
       let idx = first;
@@ -173,7 +174,7 @@ export class PostgresLogStore implements LogStore {
         i += k;
         idx += k;
       }
-      writes.push(sql`UPDATE log_state SET next_index = ${idx} WHERE id = 1`);
+      writes.push(sql`UPDATE log_sequence SET next_index = ${idx} WHERE id = 1`);
       const results = await Promise.all(writes);
       for (const r of results) {
         if (r.count !== 1) throw new FatalError(`sequencing at index ${first}: entry bundles do not match the stored next index`);
@@ -221,8 +222,10 @@ export class PostgresLogStore implements LogStore {
     }
     await this.sql.begin(async (sql) => {
       const writes: Array<Promise<postgres.RowList<postgres.Row[]>>> = [];
-      writes.push(sql`UPDATE log_state SET tree_size = ${newSize}, root_hash = ${rootHash}
-                      WHERE id = 1 AND tree_size = ${oldSize} AND next_index >= ${newSize}`);
+      // next_index only grows, so reading it without its lock is safe here.
+      writes.push(sql`UPDATE log_tree SET tree_size = ${newSize}, root_hash = ${rootHash}
+                      WHERE id = 1 AND tree_size = ${oldSize}
+                        AND (SELECT next_index FROM log_sequence WHERE id = 1) >= ${newSize}`);
       for (const t of tiles) {
         // A full tile is never rewritten; a partial one only grows, keeping its prefix.
         writes.push(sql`INSERT INTO tiles (level, idx, width, data)
@@ -266,7 +269,7 @@ export class PostgresLogStore implements LogStore {
 
   async publish(cp: StoredCheckpoint): Promise<void> {
     await this.sql.begin(async (sql) => {
-      const [st] = await sql`SELECT tree_size FROM log_state WHERE id = 1 FOR UPDATE`;
+      const [st] = await sql`SELECT tree_size FROM log_tree WHERE id = 1 FOR UPDATE`;
       const treeSize = toSize(st?.tree_size, 'tree_size');
       if (cp.treeSize > treeSize) throw new FatalError(`publishing size ${cp.treeSize} beyond the integrated size ${treeSize}`);
       const [latest] = await sql`SELECT max(tree_size) AS size FROM checkpoints`;

@@ -10,12 +10,18 @@ CREATE TABLE IF NOT EXISTS log_meta (
   created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The single coordination row: sequencing and integration state.
-CREATE TABLE IF NOT EXISTS log_state (
+-- Sequencing state: the next index to assign. Its row lock serialises sequencers.
+CREATE TABLE IF NOT EXISTS log_sequence (
   id         smallint PRIMARY KEY CHECK (id = 1),
-  next_index bigint NOT NULL CHECK (next_index >= 0),
-  tree_size  bigint NOT NULL CHECK (tree_size >= 0 AND tree_size <= next_index),
-  root_hash  bytea  NOT NULL CHECK (length(root_hash) = 32)
+  next_index bigint NOT NULL CHECK (next_index >= 0)
+);
+
+-- Integration state: the tree the tiles hold. A row of its own, so that integrating
+-- never holds the lock sequencing waits on. tree_size <= log_sequence.next_index.
+CREATE TABLE IF NOT EXISTS log_tree (
+  id        smallint PRIMARY KEY CHECK (id = 1),
+  tree_size bigint NOT NULL CHECK (tree_size >= 0),
+  root_hash bytea  NOT NULL CHECK (length(root_hash) = 32)
 );
 
 -- Entry bundles (c2sp.org/tlog-tiles), uint16-length-prefixed entries. A row grows until

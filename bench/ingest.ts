@@ -1,0 +1,138 @@
+/**
+ * Ingest benchmark: sustained appends of 256-byte entries through the HTTP batch API into
+ * the local Postgres, beside the raw rate of inserting the same bytes into Postgres in the
+ * same run; then time-to-receipt at half the sustained rate.
+ *
+ *   npm run build && npx tsx bench/ingest.ts [--seconds 20] [--clients 8] [--batch 1000]
+ *
+ * Needs DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test). Creates and drops
+ * its own schemas. Prints one line per figure and a JSON summary.
+ */
+import { parseArgs } from 'node:util';
+import postgres from 'postgres';
+import { benchSchema, machine, percentile, startServer, uniqueEntries } from './lib.js';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '20' },
+    clients: { type: 'string', default: '8' },
+    batch: { type: 'string', default: '1000' },
+    'entry-size': { type: 'string', default: '256' },
+    'raw-rows': { type: 'string', default: '300000' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const CLIENTS = Number(values.clients);
+const BATCH = Number(values.batch);
+const SIZE = Number(values['entry-size']);
+const RAW_ROWS = Number(values['raw-rows']);
+const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** Baseline: the same kind of bytes, inserted as one row each, 1000-row statements in 500-row-batched durable commits. */
+async function rawInsertRate(): Promise<number> {
+  const schema = benchSchema('raw');
+  const sql = postgres(url, { max: 2, onnotice: () => undefined });
+  await sql`CREATE SCHEMA ${sql(schema)}`;
+  await sql`CREATE TABLE ${sql(schema)}.raw (idx bigint PRIMARY KEY, data bytea NOT NULL)`;
+  const entries = uniqueEntries(RAW_ROWS, SIZE, 'raw');
+  const t0 = performance.now();
+  for (let i = 0; i < RAW_ROWS; i += 1000) {
+    const rows = entries.slice(i, i + 1000).map((data, k) => ({ idx: i + k, data }));
+    await sql`INSERT INTO ${sql(schema)}.raw ${sql(rows, 'idx', 'data')}`;
+  }
+  const rate = RAW_ROWS / ((performance.now() - t0) / 1000);
+  await sql`DROP SCHEMA ${sql(schema)} CASCADE`;
+  await sql.end();
+  return rate;
+}
+
+function frame(entries: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(entries.reduce((n, e) => n + 2 + e.length, 0));
+  let o = 0;
+  for (const e of entries) {
+    out[o] = e.length >> 8;
+    out[o + 1] = e.length & 255;
+    out.set(e, o + 2);
+    o += 2 + e.length;
+  }
+  return out;
+}
+
+async function post(base: string, token: string, body: Uint8Array, wait: string): Promise<number> {
+  const r = await fetch(`${base}/v1/entries/batch?wait=${wait}`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream' },
+    body: body as unknown as BodyInit,
+  });
+  const text = await r.text();
+  if (r.status !== 200) throw new Error(`batch failed: ${r.status} ${text.slice(0, 200)}`);
+  return text.length;
+}
+
+/** Closed loop: CLIENTS clients each keep one batch in flight for SECONDS. */
+async function sustained(base: string, token: string): Promise<{ rate: number; p50: number; p99: number }> {
+  const perClient = Math.ceil((SECONDS * 40_000) / CLIENTS / BATCH) + 2; // more bodies than can be sent
+  const bodies = Array.from({ length: CLIENTS }, (_, c) =>
+    Array.from({ length: perClient }, (_, k) => frame(uniqueEntries(BATCH, SIZE, `s${c}-${k}`)))
+  );
+  const lat: number[] = [];
+  let done = 0;
+  const end = performance.now() + SECONDS * 1000;
+  const t0 = performance.now();
+  await Promise.all(
+    bodies.map(async (mine) => {
+      for (const body of mine) {
+        if (performance.now() >= end) return;
+        const t = performance.now();
+        await post(base, token, body, 'published');
+        lat.push(performance.now() - t);
+        done += BATCH;
+      }
+    })
+  );
+  const secs = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  return { rate: done / secs, p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) };
+}
+
+/** Open loop at `rate` entries/s in batches of `batch`: time from submission to receipt. */
+async function atRate(base: string, token: string, rate: number, batch: number): Promise<{ p50: number; p99: number; achieved: number }> {
+  const n = Math.ceil((rate * SECONDS) / batch);
+  const bodies = Array.from({ length: n }, (_, k) => frame(uniqueEntries(batch, SIZE, `r${k}`)));
+  const interval = (batch / rate) * 1000;
+  const lat: number[] = [];
+  const t0 = performance.now();
+  const inflight: Promise<void>[] = [];
+  for (let k = 0; k < n; k++) {
+    const due = t0 + k * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    const sent = performance.now();
+    inflight.push(post(base, token, bodies[k]!, 'published').then(() => void lat.push(performance.now() - sent)));
+  }
+  await Promise.all(inflight);
+  const secs = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  return { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99), achieved: (n * batch) / secs };
+}
+
+async function main() {
+  console.log(`machine: ${machine()}`);
+  console.log(`entries: ${SIZE} bytes; ${CLIENTS} clients × ${BATCH}-entry batches for ${SECONDS} s; Postgres at ${url.replace(/\/\/[^@]*@/, '//')}`);
+  const raw = await rawInsertRate();
+  console.log(`baseline: raw Postgres INSERT of ${RAW_ROWS} ${SIZE}-byte rows (1000-row statements, durable commits): ${raw.toFixed(0)} rows/s`);
+
+  const server = await startServer({ databaseUrl: url, args: ['--batch-size', '4096'] });
+  try {
+    const s = await sustained(server.url, server.token);
+    console.log(`sustained ingest through HTTP batch API (receipts returned): ${s.rate.toFixed(0)} entries/s = ${(s.rate / raw).toFixed(2)} × raw insert; batch request p50 ${s.p50.toFixed(0)} ms p99 ${s.p99.toFixed(0)} ms`);
+    const half = s.rate / 2;
+    const l = await atRate(server.url, server.token, half, 50);
+    console.log(`time to receipt at half load (${half.toFixed(0)} entries/s offered, ${l.achieved.toFixed(0)} achieved, 50-entry batches): p50 ${l.p50.toFixed(0)} ms p99 ${l.p99.toFixed(0)} ms`);
+    console.log(JSON.stringify({ bench: 'ingest', machine: machine(), rawInsertRowsPerSec: raw, ingestPerSec: s.rate, ratioToRaw: s.rate / raw, halfLoad: { offered: half, ...l } }));
+  } finally {
+    await server.stop();
+  }
+}
+
+await main();

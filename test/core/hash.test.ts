@@ -1,0 +1,63 @@
+import { describe, it, expect } from 'vitest';
+import fc from 'fast-check';
+import { createHash } from 'node:crypto';
+import { EMPTY_ROOT, HASH_SIZE, leafHash, nodeHash } from '../../src/core/hash.js';
+import { concatBytes, toHex, utf8 } from '../../src/core/encoding.js';
+import { arbHash, hex, loadVectors } from './helpers.js';
+
+const V = loadVectors('tree.json');
+const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
+
+describe('EMPTY_ROOT', () => {
+  it('is SHA-256 of the empty string (specs.md §1.1)', () => {
+    expect(HASH_SIZE).toBe(32);
+    expect(toHex(EMPTY_ROOT)).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
+  });
+});
+
+describe('leafHash', () => {
+  it('hashes the RFC 6962 leaves of specs.md §6.1, the empty leaf included', () => {
+    (V.rfc6962.leavesHex as string[]).forEach((l, i) => expect(toHex(leafHash(hex(l)))).toBe(V.rfc6962.nodesHex[0][i]));
+  });
+  it('hashes "hello world" and "leaf 0" to the known values (specs.md §6.4, §6.9)', () => {
+    expect(Buffer.from(leafHash(utf8('hello world'))).toString('base64')).toBe('TszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=');
+    expect(toHex(leafHash(utf8('leaf 0')))).toBe(V.leafN.leafHashesHex[0]);
+  });
+  it('is SHA-256(0x00 || entry) for any entry', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (e) => {
+        expect(leafHash(e)).toEqual(sha256(concatBytes(new Uint8Array([0]), e)));
+      })
+    );
+  });
+});
+
+describe('nodeHash', () => {
+  it('is SHA-256(0x01 || left || right) for any two hashes', () => {
+    fc.assert(
+      fc.property(arbHash, arbHash, (l, r) => {
+        expect(nodeHash(l, r)).toEqual(sha256(concatBytes(new Uint8Array([1]), l, r)));
+      })
+    );
+  });
+  it('reproduces the level-1 nodes of specs.md §6.1', () => {
+    const l0 = (V.rfc6962.nodesHex[0] as string[]).map(hex);
+    (V.rfc6962.nodesHex[1] as string[]).forEach((h, i) => expect(toHex(nodeHash(l0[2 * i]!, l0[2 * i + 1]!))).toBe(h));
+  });
+  it('returns a fresh array each time, unaffected by later calls', () => {
+    const a = new Uint8Array(32).fill(1);
+    const b = new Uint8Array(32).fill(2);
+    const h1 = nodeHash(a, b);
+    const copy = toHex(h1);
+    nodeHash(b, a);
+    expect(toHex(h1)).toBe(copy);
+    expect(h1).not.toBe(nodeHash(a, b));
+    // Inputs that are views of an earlier result are read before being overwritten.
+    expect(toHex(nodeHash(h1, h1))).toBe(toHex(sha256(concatBytes(new Uint8Array([1]), h1, h1))));
+  });
+  it('throws RangeError unless both hashes are 32 bytes', () => {
+    const h = new Uint8Array(32);
+    expect(() => nodeHash(h, new Uint8Array(31))).toThrow(RangeError);
+    expect(() => nodeHash(new Uint8Array(33), h)).toThrow(RangeError);
+  });
+});
