@@ -3,7 +3,9 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { serve } from '@hono/node-server';
+import { createServer } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import { withCachedTiles } from '../http/fast-tiles.js';
 import postgres from 'postgres';
 import { createLogApp } from '../http/log-app.js';
 import { Log } from '../log/log.js';
@@ -168,7 +170,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
 
   const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize });
-  const server = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port });
+  const server = createServer(withCachedTiles(log, getRequestListener(app.fetch)));
+  server.keepAliveTimeout = 65_000;
+  server.listen(listen.port, listen.host);
   await new Promise<void>((ok, fail) => {
     server.once('listening', ok);
     server.once('error', fail);

@@ -538,6 +538,15 @@ export class Log {
     return this.tiles.get(level, index)!.subarray(0, width * HASH_SIZE);
   }
 
+  /**
+   * The tile's hashes if a published checkpoint covers the tile at `width` and the tile is
+   * in memory; undefined otherwise (then tile() fetches it or names the error).
+   */
+  cachedTile(level: number, index: number, width: number): Uint8Array | undefined {
+    if (tileWidthAt(level, index, this.latest.treeSize) < width) return undefined;
+    return this.tiles.get(level, index)?.subarray(0, width * HASH_SIZE);
+  }
+
   /** Entry bundle `index` at `width`, as served at tile/entries/<N>[.p/<W>]. @throws {NotFoundError} */
   async bundle(index: number, width: number): Promise<Uint8Array> {
     const have = tileWidthAt('entries', index, this.latest.treeSize);
