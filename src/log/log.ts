@@ -61,7 +61,27 @@ interface Pending {
   readonly leafHash: Uint8Array;
   readonly key: string;
   readonly submittedAt: number;
-  readonly waiters: Array<{ resolve: (index: number) => void; reject: (err: unknown) => void }>;
+  readonly waiters: Waiter[];
+}
+
+/** One add() call: one promise for all its entries, not one per entry. */
+interface AddGroup {
+  readonly results: AddResult[];
+  remaining: number;
+  readonly resolve: () => void;
+  readonly reject: (err: unknown) => void;
+}
+
+/** A place in an add() call's results waiting for an entry's index. */
+interface Waiter {
+  readonly group: AddGroup;
+  readonly position: number;
+  readonly duplicate: boolean;
+}
+
+function settle(w: Waiter, index: number, leafHash: Uint8Array): void {
+  w.group.results[w.position] = { index, leafHash, duplicate: w.duplicate };
+  if (--w.group.remaining === 0) w.group.resolve();
 }
 
 interface PublishWaiter {
@@ -285,41 +305,41 @@ export class Log {
     if (this.pendingCount() + entries.length > this.maxPending) {
       throw new PushbackError(`too many entries waiting to be sequenced (${this.pendingCount()})`, 1);
     }
+    if (entries.length === 0) return [];
     const now = performance.now();
-    const results = entries.map((entry) => {
-      const h = leafHash(entry);
-      const key = hashKey(h);
-      return this.enqueue(entry, h, key, now).then((r) => ({ ...r, leafHash: h }));
+    const results: AddResult[] = new Array(entries.length);
+    await new Promise<void>((resolve, reject) => {
+      const group: AddGroup = { results, remaining: entries.length, resolve, reject };
+      for (let i = 0; i < entries.length; i++) this.enqueue(entries[i]!, now, { group, position: i, duplicate: false });
+      if (group.remaining === 0) resolve();
+      this.poolSignal.notify();
     });
-    if (results.length > 0) this.poolSignal.notify();
-    const sequenced = await Promise.all(results);
     if (wait === 'published') {
-      const max = sequenced.reduce((m, r) => Math.max(m, r.index), -1);
+      const max = results.reduce((m, r) => Math.max(m, r.index), -1);
       await this.waitPublished(max);
     }
-    return sequenced;
+    return results;
   }
 
-  private enqueue(entry: Uint8Array, h: Uint8Array, key: string, now: number): Promise<{ index: number; duplicate: boolean }> {
+  private enqueue(entry: Uint8Array, now: number, waiter: Waiter): void {
+    const h = leafHash(entry);
+    const key = hashKey(h);
     const known = this.recent.get(key);
     if (known !== undefined) {
       this.mDuplicates.inc();
-      return Promise.resolve({ index: known, duplicate: true });
+      settle({ ...waiter, duplicate: true }, known, h);
+      return;
     }
     // dedupWindow 0 turns deduplication off, including among entries still in the pool.
-    let p = this.dedupWindow > 0 ? this.inflight.get(key) : undefined;
-    const duplicate = p !== undefined;
-    if (!p) {
-      p = { entry, leafHash: h, key, submittedAt: now, waiters: [] };
-      if (this.dedupWindow > 0) this.inflight.set(key, p);
-      this.pool.push(p);
-    } else {
+    const p = this.dedupWindow > 0 ? this.inflight.get(key) : undefined;
+    if (p) {
       this.mDuplicates.inc();
+      p.waiters.push({ ...waiter, duplicate: true });
+      return;
     }
-    const pending = p;
-    return new Promise((resolve, reject) => {
-      pending.waiters.push({ resolve: (index) => resolve({ index, duplicate }), reject });
-    });
+    const fresh: Pending = { entry, leafHash: h, key, submittedAt: now, waiters: [waiter] };
+    if (this.dedupWindow > 0) this.inflight.set(key, fresh);
+    this.pool.push(fresh);
   }
 
   private waitPublished(index: number): Promise<void> {
@@ -345,10 +365,12 @@ export class Log {
         first = await this.store.sequence(batch.map((p) => p.entry));
       } catch (err) {
         this.sequencing = 0;
-        // Nothing from this batch was stored (the transaction rolled back): fail its callers.
+        // The transaction rolled back (or, if only its answer was lost, the next batch finds
+        // a different next index and stops the log for a restart to recover): fail callers.
+        console.error(`glasslog: sequencing ${batch.length} entries failed: ${(err as Error).message}`);
         for (const p of batch) {
           this.inflight.delete(p.key);
-          for (const w of p.waiters) w.reject(err);
+          for (const w of p.waiters) w.group.reject(err);
         }
         if (err instanceof FatalError) this.stop(err);
         else await sleep(50);
@@ -367,7 +389,7 @@ export class Log {
         this.inflight.delete(p.key);
         this.remember(p.key, index);
         this.integrationQueue.push({ index, leafHash: p.leafHash, submittedAt: p.submittedAt });
-        for (const w of p.waiters) w.resolve(index);
+        for (const w of p.waiters) settle(w, index, p.leafHash);
       }
       this.queueSignal.notify();
     }
@@ -402,6 +424,7 @@ export class Log {
           this.stop(err);
           break;
         }
+        console.error(`glasslog: integration or publication failed, retrying: ${(err as Error).message}`);
         // A transient storage failure: nothing is lost, try again shortly. (If a commit
         // succeeded but its answer was lost, the retry fails its compare-and-swap and
         // stops the log; a restart then recovers from the stored state.)
@@ -444,7 +467,7 @@ export class Log {
   private stop(err: Error): void {
     if (this.fatal) return;
     this.fatal = err;
-    for (const p of this.pool) for (const w of p.waiters) w.reject(err);
+    for (const p of this.pool) for (const w of p.waiters) w.group.reject(err);
     this.pool = [];
     this.inflight.clear();
     for (const w of this.publishWaiters) w.reject(err);
@@ -578,7 +601,7 @@ export class Log {
     this.queueSignal.notify();
     await Promise.allSettled(this.loops);
     const err = new PushbackError('the log is shutting down');
-    for (const p of this.pool) for (const w of p.waiters) w.reject(err);
+    for (const p of this.pool) for (const w of p.waiters) w.group.reject(err);
     for (const w of this.publishWaiters) w.reject(err);
     await this.store.close();
   }
