@@ -140,7 +140,8 @@ async function main() {
     console.log(`sustained ingest, wait=sequenced (index only): ${q.rate.toFixed(0)} entries/s acknowledged = ${(q.rate / raw).toFixed(2)} × raw insert; published tree grew ${q.publishedRate.toFixed(0)} entries/s; batch request p50 ${q.p50.toFixed(0)} ms p99 ${q.p99.toFixed(0)} ms`);
     const s = await sustained(server.url, server.token, 'published', 's');
     console.log(`sustained ingest, wait=published (receipt per entry): ${s.rate.toFixed(0)} entries/s = ${(s.rate / raw).toFixed(2)} × raw insert; batch request p50 ${s.p50.toFixed(0)} ms p99 ${s.p99.toFixed(0)} ms`);
-    const half = Math.max(q.publishedRate, s.rate) / 2;
+    // Half of what the receipt path sustained (the issue's target is half of 20,000/s).
+    const half = s.rate / 2;
     const l = await atRate(server.url, server.token, half, 50);
     console.log(`time to receipt at half load (${half.toFixed(0)} entries/s offered, ${l.achieved.toFixed(0)} achieved, 50-entry batches): p50 ${l.p50.toFixed(0)} ms p99 ${l.p99.toFixed(0)} ms`);
     console.log(JSON.stringify({ bench: 'ingest', machine: machine(), rawInsertRowsPerSec: raw, sequenced: q, published: s, halfLoad: { offered: half, ...l } }));
