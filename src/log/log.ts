@@ -24,7 +24,7 @@ import { proveConsistency, proveInclusion, type NodeReader, type RangeMemo } fro
 import { signNote, type NoteSigner } from '../note/note.js';
 import type { LogStore, StoredCheckpoint } from '../storage/types.js';
 import { Counter, Gauge, Histogram, Registry } from '../metrics.js';
-import { TileCache, tilesNeeded } from './tile-cache.js';
+import { TileCache, TileMissError, tilesNeeded } from './tile-cache.js';
 
 export interface LogOptions {
   readonly store: LogStore;
@@ -488,9 +488,19 @@ export class Log {
     return cp;
   }
 
-  private async nodeReaderFor(run: (node: NodeReader, memo: RangeMemo) => unknown): Promise<NodeReader> {
+  /**
+   * Runs a computation over the tile cache. Recent entries' tiles are almost always cached,
+   * so it runs once; only if a tile is missing does it find every tile the computation needs
+   * (a dry run with dummy hashes), load them, and run again.
+   */
+  private async withTiles<T>(run: (node: NodeReader, memo: RangeMemo) => T): Promise<T> {
+    try {
+      return run(this.tiles.node, new Map());
+    } catch (err) {
+      if (!(err instanceof TileMissError)) throw err;
+    }
     await this.ensureTiles(tilesNeeded(run));
-    return this.tiles.node;
+    return run(this.tiles.node, new Map());
   }
 
   private checkPublishedSize(treeSize: number, what: string): void {
@@ -507,9 +517,7 @@ export class Log {
     checkSize(index, 'index');
     this.checkPublishedSize(treeSize, 'tree size');
     if (index >= treeSize) throw new NotFoundError(`index ${index} is not in the tree of size ${treeSize}`);
-    const run = (node: NodeReader) => [node(0, index), proveInclusion(index, treeSize, node)] as const;
-    const node = await this.nodeReaderFor(run);
-    const [h, proof] = run(node);
+    const [h, proof] = await this.withTiles((node, memo) => [node(0, index), proveInclusion(index, treeSize, node, memo)] as const);
     return { leafHash: h, proof };
   }
 
@@ -517,8 +525,7 @@ export class Log {
   async consistencyProof(oldSize: number, newSize: number): Promise<Uint8Array[]> {
     if (oldSize > newSize) throw new MalformedError(`old size ${oldSize} is larger than new size ${newSize}`);
     this.checkPublishedSize(newSize, 'new size');
-    const run = (node: NodeReader) => proveConsistency(oldSize, newSize, node);
-    return run(await this.nodeReaderFor(run));
+    return this.withTiles((node) => proveConsistency(oldSize, newSize, node));
   }
 
   /** A c2sp.org/tlog-proof@v1 receipt for `index` against the checkpoint of `treeSize`. */
@@ -532,8 +539,7 @@ export class Log {
   async receipts(indices: readonly number[], cp: StoredCheckpoint = this.latest): Promise<string[]> {
     const size = cp.treeSize;
     for (const i of indices) if (i >= size) throw new NotFoundError(`index ${i} is not in the tree of size ${size}`);
-    const run = (node: NodeReader, memo: RangeMemo) => indices.map((i) => proveInclusion(i, size, node, memo));
-    const proofs = run(await this.nodeReaderFor(run), new Map());
+    const proofs = await this.withTiles((node, memo) => indices.map((i) => proveInclusion(i, size, node, memo)));
     return proofs.map((proof, k) => formatTlogProof({ index: indices[k]!, proof, checkpoint: cp.note }));
   }
 
@@ -543,8 +549,7 @@ export class Log {
     const size = this.latest.treeSize;
     for (const idx of await this.store.findLeaf(hash)) {
       if (idx >= size) break;
-      const leaf = (node: NodeReader) => node(0, idx);
-      if (equalBytes(leaf(await this.nodeReaderFor(leaf)), hash)) return idx;
+      if (equalBytes(await this.withTiles((node) => node(0, idx)), hash)) return idx;
     }
     throw new NotFoundError('no entry with that leaf hash in the published tree');
   }

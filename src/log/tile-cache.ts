@@ -26,6 +26,11 @@ function buildLevels(data: Uint8Array, width: number): Uint8Array[][] {
   return levels;
 }
 
+/** A node was asked of a tile the cache does not hold (at that width). */
+export class TileMissError extends RangeError {
+  override name = 'TileMissError';
+}
+
 export class TileCache {
   private readonly tiles = new Map<string, CachedTile>();
 
@@ -63,10 +68,10 @@ export class TileCache {
   readonly node: NodeReader = (level, index) => {
     const a = nodeTileAddress(level, index);
     const t = this.tiles.get(TileCache.key(a.tileLevel, a.tileIndex));
-    if (!t) throw new RangeError(`tile ${a.tileLevel}/${a.tileIndex} is not cached`);
+    if (!t) throw new TileMissError(`tile ${a.tileLevel}/${a.tileIndex} is not cached`);
     if (!t.levels) t.levels = buildLevels(t.data, t.width);
     const h = t.levels[level % TILE_HEIGHT]![a.offset / a.count];
-    if (!h) throw new RangeError(`tile ${a.tileLevel}/${a.tileIndex} of width ${t.width} lacks node ${level}/${index}`);
+    if (!h) throw new TileMissError(`tile ${a.tileLevel}/${a.tileIndex} of width ${t.width} lacks node ${level}/${index}`);
     return h;
   };
 
