@@ -170,7 +170,14 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
 
   const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize });
-  const server = createServer(withCachedTiles(log, getRequestListener(app.fetch)));
+  let stopping = false;
+  const listener = withCachedTiles(log, getRequestListener(app.fetch));
+  // While shutting down, every response closes its connection, so keep-alive clients
+  // cannot hold the server open (server.close() only stops new connections).
+  const server = createServer((req, res) => {
+    if (stopping) res.setHeader('Connection', 'close');
+    listener(req, res);
+  });
   server.keepAliveTimeout = 65_000;
   server.listen(listen.port, listen.host);
   await new Promise<void>((ok, fail) => {
@@ -187,15 +194,17 @@ export async function serveCommand(args: string[]): Promise<number> {
   console.log(`glasslog: tree size ${log.checkpoint().treeSize}`);
   console.log(`glasslog: listening on http://${host}:${port}`);
 
-  let stopping = false;
   const shutdown = async (signal: string) => {
     if (stopping) return;
     stopping = true;
     console.log(`glasslog: ${signal}: shutting down`);
     const closed = new Promise<void>((r) => server.close(() => r()));
-    if ('closeIdleConnections' in server) server.closeIdleConnections();
-    await closed;
+    server.closeIdleConnections();
+    // Drain: what is already submitted is sequenced, integrated and published; writes
+    // arriving from now on get 503 "shutting down".
     await log.close();
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    server.closeAllConnections();
     await embedded?.close();
     process.exit(0);
   };
