@@ -58,6 +58,17 @@ function frame(entries: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** `n` distinct entries of `size` bytes, framed for the batch API, written in one buffer. */
+function frameUnique(n: number, size: number, tag: string): Uint8Array {
+  const out = Buffer.alloc(n * (2 + size), 0x2e);
+  for (let i = 0; i < n; i++) {
+    const o = i * (2 + size);
+    out.writeUInt16BE(size, o);
+    out.write(`${tag}:${process.pid}:${i}:`, o + 2, 'latin1');
+  }
+  return out;
+}
+
 async function post(base: string, token: string, body: Uint8Array, wait: string): Promise<number> {
   const r = await fetch(`${base}/v1/entries/batch?wait=${wait}`, {
     method: 'POST',
@@ -79,19 +90,17 @@ async function publishedSize(base: string): Promise<number> {
  * over the same window, i.e. what integration and publication kept up with.
  */
 async function sustained(base: string, token: string, wait: 'published' | 'sequenced', tag: string): Promise<{ rate: number; publishedRate: number; p50: number; p99: number }> {
-  const perClient = Math.ceil((SECONDS * 40_000) / CLIENTS / BATCH) + 2; // more bodies than can be sent
-  const bodies = Array.from({ length: CLIENTS }, (_, c) =>
-    Array.from({ length: perClient }, (_, k) => frame(uniqueEntries(BATCH, SIZE, `${tag}${c}-${k}`)))
-  );
   const lat: number[] = [];
   let done = 0;
   const size0 = await publishedSize(base);
   const end = performance.now() + SECONDS * 1000;
   const t0 = performance.now();
   await Promise.all(
-    bodies.map(async (mine) => {
-      for (const body of mine) {
-        if (performance.now() >= end) return;
+    Array.from({ length: CLIENTS }, async (_, c) => {
+      // Bodies are made as they are sent: holding them all up front made the load
+      // generator, on the same two cores, spend its time collecting garbage.
+      for (let k = 0; performance.now() < end; k++) {
+        const body = frameUnique(BATCH, SIZE, `${tag}${c}-${k}`);
         const t = performance.now();
         await post(base, token, body, wait);
         lat.push(performance.now() - t);

@@ -135,8 +135,10 @@ export class Log {
   /** Entries in the sequencing transaction in flight. */
   private sequencing = 0;
   private readonly inflight = new Map<string, Pending>();
-  /** leaf hash → index for the last `dedupWindow` sequenced entries; insertion-ordered. */
+  /** leaf hash → index for the last `dedupWindow` sequenced entries. */
   private readonly recent = new Map<string, number>();
+  /** dedupRing[i % dedupWindow] is the key of entry i, for the window's entries. */
+  private readonly dedupRing: Array<string | undefined>;
   private integrationQueue: Array<{ index: number; leafHash: Uint8Array; submittedAt: number }> = [];
   private publishWaiters: PublishWaiter[] = [];
 
@@ -161,6 +163,7 @@ export class Log {
     this.maxBatchDelayMs = opts.maxBatchDelayMs ?? 5;
     this.maxPending = opts.maxPending ?? 200_000;
     this.dedupWindow = opts.dedupWindow ?? 100_000;
+    this.dedupRing = new Array<string | undefined>(this.dedupWindow);
     this.onFatal = opts.onFatal;
     this.tiles = new TileCache(opts.tileCacheSize ?? 16384);
     this.metrics = opts.metrics ?? new Registry();
@@ -264,14 +267,18 @@ export class Log {
     }
   }
 
+  /**
+   * Adds entry `index` to the dedup window (indices arrive in increasing order). Eviction
+   * goes through a ring of the window's keys: evicting from the front of the Map with
+   * keys().next() is O(deleted entries) in V8 and halved the sustained ingest rate.
+   */
   private remember(key: string, index: number): void {
-    this.recent.delete(key);
+    if (this.dedupWindow === 0) return;
+    const slot = index % this.dedupWindow;
+    const old = this.dedupRing[slot];
+    if (old !== undefined && this.recent.get(old) === index - this.dedupWindow) this.recent.delete(old);
+    this.dedupRing[slot] = key;
     this.recent.set(key, index);
-    while (this.recent.size > this.dedupWindow) {
-      const oldest = this.recent.keys().next().value;
-      if (oldest === undefined) break;
-      this.recent.delete(oldest);
-    }
   }
 
   private pendingCount(): number {
