@@ -39,7 +39,7 @@ export function statusOf(err: unknown): ContentfulStatusCode {
 export function errorResponse(err: unknown, c: Context): Response {
   const status = statusOf(err);
   const message = status === 500 && !(err instanceof TlogError) ? 'internal error' : (err as Error).message;
-  if (status >= 500) console.error(`glasslog: ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
+  if (status >= 500 && !(err instanceof PushbackError)) console.error(`glasslog: ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
   const headers: Record<string, string> = { 'Cache-Control': 'no-store' };
   if (err instanceof PushbackError) headers['Retry-After'] = String(err.retryAfterSeconds);
   if (status === 401) headers['WWW-Authenticate'] = 'Bearer realm="glasslog"';

@@ -111,6 +111,14 @@ describe.each(storeFactories())('Log on $name', (factory) => {
       const [old] = await add([mirror[n - 11]!]);
       expect(old).toMatchObject({ index: n, duplicate: false });
       expect(size()).toBe(n + 1);
+      // Appending evicts the oldest entries of the live window, one for one.
+      const fresh = many(10, 'evict');
+      await add(fresh);
+      const [inside] = await t.log.add([fresh[4]!]);
+      expect(inside).toMatchObject({ index: n + 5, duplicate: true });
+      const [evicted] = await add([mirror[n]!]);
+      expect(evicted).toMatchObject({ index: n + 11, duplicate: false });
+      expect(size()).toBe(n + 12);
       await t.reopen();
     });
 
