@@ -26,11 +26,15 @@ export interface TlogProof {
   readonly extra?: Uint8Array;
 }
 
-export function formatTlogProof(p: TlogProof): string {
+/**
+ * Formats a tlog-proof. `encodeHash` lets a caller formatting many proofs of one tree share
+ * the base64 of the hashes they have in common (default: encodeBase64).
+ */
+export function formatTlogProof(p: TlogProof, encodeHash: (h: Uint8Array) => string = encodeBase64): string {
   let s = TLOG_PROOF_HEADER + '\n';
   if (p.extra !== undefined) s += `extra ${encodeBase64(p.extra)}\n`;
   s += `index ${p.index}\n`;
-  for (const h of p.proof) s += encodeBase64(h) + '\n';
+  for (const h of p.proof) s += encodeHash(h) + '\n';
   return s + '\n' + p.checkpoint;
 }
 

@@ -14,7 +14,7 @@
  */
 import { decodeBundle, MAX_ENTRY_SIZE } from '../core/bundle.js';
 import { formatCheckpoint } from '../core/checkpoint.js';
-import { checkSize, equalBytes } from '../core/encoding.js';
+import { checkSize, encodeBase64, equalBytes } from '../core/encoding.js';
 import { FatalError, MalformedError, NotFoundError, PushbackError, TooLargeError } from '../core/errors.js';
 import { HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
@@ -547,7 +547,15 @@ export class Log {
     const size = cp.treeSize;
     for (const i of indices) if (i >= size) throw new NotFoundError(`index ${i} is not in the tree of size ${size}`);
     const proofs = await this.withTiles((node, memo) => indices.map((i) => proveInclusion(i, size, node, memo)));
-    return proofs.map((proof, k) => formatTlogProof({ index: indices[k]!, proof, checkpoint: cp.note }));
+    // Proofs of one tree share most of their hashes (the same objects, from the tile cache
+    // and the range memo), so their base64 is computed once.
+    const b64 = new Map<Uint8Array, string>();
+    const encode = (h: Uint8Array) => {
+      let e = b64.get(h);
+      if (e === undefined) b64.set(h, (e = encodeBase64(h)));
+      return e;
+    };
+    return proofs.map((proof, k) => formatTlogProof({ index: indices[k]!, proof, checkpoint: cp.note }, encode));
   }
 
   /** The index of the first entry with this leaf hash in the published tree. @throws {NotFoundError} */
