@@ -47,18 +47,6 @@ async function rawInsertRate(): Promise<number> {
   return rate;
 }
 
-function frame(entries: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(entries.reduce((n, e) => n + 2 + e.length, 0));
-  let o = 0;
-  for (const e of entries) {
-    out[o] = e.length >> 8;
-    out[o + 1] = e.length & 255;
-    out.set(e, o + 2);
-    o += 2 + e.length;
-  }
-  return out;
-}
-
 /** `n` distinct entries of `size` bytes, framed for the batch API, written in one buffer. */
 function frameUnique(n: number, size: number, tag: string): Uint8Array {
   const out = Buffer.alloc(n * (2 + size), 0x2e);
@@ -120,7 +108,7 @@ async function sustained(base: string, token: string, wait: 'published' | 'seque
 /** Open loop at `rate` entries/s in batches of `batch`: time from submission to receipt. */
 async function atRate(base: string, token: string, rate: number, batch: number): Promise<{ p50: number; p99: number; achieved: number }> {
   const n = Math.ceil((rate * SECONDS) / batch);
-  const bodies = Array.from({ length: n }, (_, k) => frame(uniqueEntries(batch, SIZE, `r${k}`)));
+  const bodies = Array.from({ length: n }, (_, k) => frameUnique(batch, SIZE, `r${k}`));
   const interval = (batch / rate) * 1000;
   const lat: number[] = [];
   const t0 = performance.now();
