@@ -179,12 +179,3 @@ export function tileNodeReader(readTile: (level: number, index: number) => Uint8
     return hashRun(data, a.offset, a.count);
   };
 }
-
-/**
- * The tiles a NodeReader over tiles touches to read node (level, index): used to fetch
- * tiles ahead of a proof.
- */
-export function tileOfNode(level: number, index: number): { level: number; index: number } {
-  const a = nodeTileAddress(level, index);
-  return { level: a.tileLevel, index: a.tileIndex };
-}

@@ -157,7 +157,7 @@ export function createLogApp(opts: LogAppOptions): Hono {
 
   // ---- writes ----
 
-  const respond = async (c: Context, results: AddResult[], wait: WaitFor) => {
+  const respond = async (results: AddResult[], wait: WaitFor) => {
     const receipts = wait === 'published' ? await log.receipts(results.map((r) => r.index)) : undefined;
     return results.map((r, i) => ({
       index: r.index,
@@ -172,7 +172,7 @@ export function createLogApp(opts: LogAppOptions): Hono {
     const entries = await readEntries(c, false);
     checkEntries(entries);
     const results = await log.add(entries, wait);
-    const [body] = await respond(c, results, wait);
+    const [body] = await respond(results, wait);
     return c.json(body, body!.duplicate ? 200 : 201);
   });
 
@@ -183,7 +183,7 @@ export function createLogApp(opts: LogAppOptions): Hono {
     if (entries.length > maxBatch) throw new TooLargeError(`a batch holds at most ${maxBatch} entries, got ${entries.length}`);
     checkEntries(entries);
     const results = await log.add(entries, wait);
-    return c.json({ entries: await respond(c, results, wait) });
+    return c.json({ entries: await respond(results, wait) });
   });
 
   // ---- proofs and receipts ----

@@ -16,7 +16,7 @@ import { decodeBundle, MAX_ENTRY_SIZE } from '../core/bundle.js';
 import { formatCheckpoint } from '../core/checkpoint.js';
 import { checkSize, encodeBase64, equalBytes } from '../core/encoding.js';
 import { FatalError, MalformedError, NotFoundError, PushbackError, TooLargeError } from '../core/errors.js';
-import { HASH_SIZE, leafHash } from '../core/hash.js';
+import { EMPTY_ROOT, HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
 import { TILE_WIDTH, levelSpan, tileWidthAt } from '../core/tile.js';
 import { formatTlogProof } from '../core/tlog-proof.js';
@@ -126,6 +126,8 @@ export class Log {
   private readonly onFatal: ((err: Error) => void) | undefined;
 
   private edge: TreeEdge = EMPTY_EDGE;
+  /** The root of `edge`, kept from integration so publishing does not recompute it. */
+  private rootHash: Uint8Array = EMPTY_ROOT;
   private nextIndex = 0;
   private latest!: StoredCheckpoint;
   private readonly tiles: TileCache;
@@ -208,7 +210,8 @@ export class Log {
     const st = await store.state();
     await this.prefetchEdge(st.treeSize);
     this.edge = edgeFromTiles(st.treeSize, (level, index) => this.tiles.get(level, index)!);
-    if (!equalBytes(edgeRootHash(this.edge), st.rootHash)) {
+    this.rootHash = edgeRootHash(this.edge);
+    if (!equalBytes(this.rootHash, st.rootHash)) {
       throw new FatalError(`stored tiles do not reproduce the stored root at tree size ${st.treeSize}`);
     }
     this.nextIndex = st.nextIndex;
@@ -451,11 +454,12 @@ export class Log {
     await this.store.integrate(this.edge.size, r.edge.size, r.rootHash, r.tiles);
     for (const t of r.tiles) this.tiles.put(t.coord.level as number, t.coord.index, t.data);
     this.edge = r.edge;
+    this.rootHash = r.rootHash;
   }
 
   /** Signs and stores a checkpoint for the integrated tree. */
   private async publish(): Promise<StoredCheckpoint> {
-    const text = formatCheckpoint({ origin: this.origin, treeSize: this.edge.size, rootHash: edgeRootHash(this.edge), extensions: [] });
+    const text = formatCheckpoint({ origin: this.origin, treeSize: this.edge.size, rootHash: this.rootHash, extensions: [] });
     const cp = { treeSize: this.edge.size, note: signNote(text, [this.signer]) };
     await this.store.publish(cp);
     return cp;

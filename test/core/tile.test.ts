@@ -13,7 +13,6 @@ import {
   hashRun,
   nodeTileAddress,
   tileNodeReader,
-  tileOfNode,
   type TileCoord,
 } from '../../src/core/tile.js';
 import { memoryNodeReader, rootHash } from '../../src/core/tree.js';
@@ -381,15 +380,5 @@ describe('tileNodeReader', () => {
     expect(() => reader(0, 10)).toThrow(RangeError);
     expect(() => reader(2, 2)).toThrow(RangeError);
     expect(toHex(reader(3, 0))).toBe(toHex(memoryNodeReader(leaves)(3, 0)));
-  });
-});
-
-describe('tileOfNode', () => {
-  it('names the tile that nodeTileAddress reads', () => {
-    for (const c of V.nodeTileAddress.cases as Array<Record<string, number>>) {
-      expect(tileOfNode(c.level!, c.index!)).toEqual({ level: c.tileLevel, index: c.tileIndex });
-    }
-    expect(tileOfNode(16, 5)).toEqual({ level: 2, index: 0 });
-    expect(tileOfNode(0, 2 ** 40 + 1)).toEqual({ level: 0, index: 2 ** 32 });
   });
 });
