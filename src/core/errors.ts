@@ -54,6 +54,13 @@ export class UnauthorizedError extends TlogError {
   }
 }
 
+/** Valid credentials or signatures, but not ones that may do this. */
+export class ForbiddenError extends TlogError {
+  constructor(message: string) {
+    super('FORBIDDEN', message);
+  }
+}
+
 /** Something that does not exist (yet): an index beyond the tree, a tile not published. */
 export class NotFoundError extends TlogError {
   constructor(message: string) {
@@ -65,6 +72,20 @@ export class NotFoundError extends TlogError {
 export class ConflictError extends TlogError {
   constructor(message: string) {
     super('CONFLICT', message);
+  }
+}
+
+/**
+ * The caller's idea of a size is not the stored one (tlog-witness: the `old` size of an
+ * add-checkpoint request is not the size the witness last cosigned). Carries the stored
+ * size, which the answer must report.
+ */
+export class SizeConflictError extends ConflictError {
+  constructor(
+    message: string,
+    readonly treeSize: number
+  ) {
+    super(message);
   }
 }
 

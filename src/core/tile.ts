@@ -8,7 +8,7 @@
 import { HASH_SIZE, nodeHash } from './hash.js';
 import { checkSize, parseDecimal, quote } from './encoding.js';
 import { MalformedError } from './errors.js';
-import type { NodeReader } from './tree.js';
+import type { NodeReader, RangeMemo } from './tree.js';
 
 export const TILE_HEIGHT = 8;
 export const TILE_WIDTH = 256;
@@ -178,4 +178,22 @@ export function tileNodeReader(readTile: (level: number, index: number) => Uint8
     }
     return hashRun(data, a.offset, a.count);
   };
+}
+
+/**
+ * Which tiles (and how wide) a NodeReader-driven computation reads: a dry run with dummy
+ * hashes, so the tiles can be fetched before the real run.
+ */
+export function tilesNeeded(run: (node: NodeReader, memo: RangeMemo) => unknown): Array<{ level: number; index: number; width: number }> {
+  const need = new Map<string, { level: number; index: number; width: number }>();
+  const zero = new Uint8Array(HASH_SIZE);
+  run((level, index) => {
+    const a = nodeTileAddress(level, index);
+    const key = `${a.tileLevel}/${a.tileIndex}`;
+    const width = a.offset + a.count;
+    const prev = need.get(key);
+    if (!prev || prev.width < width) need.set(key, { level: a.tileLevel, index: a.tileIndex, width });
+    return zero;
+  }, new Map());
+  return [...need.values()];
 }

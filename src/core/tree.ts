@@ -214,19 +214,41 @@ export function verifyConsistency(
     return;
   }
   if (proof.length === 0) throw new VerificationError('consistency proof is empty');
-  let p = proof;
-  if (isPow2(oldSize)) p = [oldRoot, ...proof];
+  const { oldRoot: fr, newRoot: sr } = rootsFromConsistencyPath(oldSize, newSize, isPow2(oldSize) ? [oldRoot, ...proof] : proof, proof.length);
+  if (!equalBytes(fr, oldRoot)) throw new VerificationError(`consistency proof does not lead to the root of tree size ${oldSize}`);
+  if (!equalBytes(sr, newRoot)) throw new VerificationError(`consistency proof does not lead to the root of tree size ${newSize}`);
+}
+
+/**
+ * The two roots a consistency path implies (the loop of RFC 9162 §2.1.4.2). `path` is the
+ * proof with its seed made explicit: for an `oldSize` that is a power of two, RFC 9162
+ * prepends the old root to the proof before this loop; here the caller does. That makes
+ * the same loop usable for fork evidence, where the seed comes from the larger tree and
+ * the old root it yields differs from the one the log signed.
+ * @throws {VerificationError} if the path has the wrong length for the sizes
+ */
+export function rootsFromConsistencyPath(
+  oldSize: number,
+  newSize: number,
+  path: readonly Uint8Array[],
+  proofLength = path.length
+): { oldRoot: Uint8Array; newRoot: Uint8Array } {
+  checkSize(oldSize, 'oldSize');
+  checkSize(newSize, 'newSize');
+  checkHashes([...path], 'consistency proof');
+  if (oldSize === 0 || oldSize >= newSize) throw new VerificationError(`consistency path: need 0 < old size < new size, got ${oldSize} → ${newSize}`);
+  if (path.length === 0) throw new VerificationError('consistency proof is empty');
   let fn = oldSize - 1;
   let sn = newSize - 1;
   while (odd(fn)) {
     fn = half(fn);
     sn = half(sn);
   }
-  let fr = p[0]!;
-  let sr = p[0]!;
-  for (let i = 1; i < p.length; i++) {
-    const c = p[i]!;
-    if (sn === 0) throw new VerificationError(`consistency proof: too many hashes (${proof.length}) for ${oldSize} → ${newSize}`);
+  let fr = path[0]!;
+  let sr = path[0]!;
+  for (let i = 1; i < path.length; i++) {
+    const c = path[i]!;
+    if (sn === 0) throw new VerificationError(`consistency proof: too many hashes (${proofLength}) for ${oldSize} → ${newSize}`);
     if (odd(fn) || fn === sn) {
       fr = nodeHash(c, fr);
       sr = nodeHash(c, sr);
@@ -242,12 +264,22 @@ export function verifyConsistency(
     fn = half(fn);
     sn = half(sn);
   }
-  if (sn !== 0) throw new VerificationError(`consistency proof: too few hashes (${proof.length}) for ${oldSize} → ${newSize}`);
-  if (!equalBytes(fr, oldRoot)) throw new VerificationError(`consistency proof does not lead to the root of tree size ${oldSize}`);
-  if (!equalBytes(sr, newRoot)) throw new VerificationError(`consistency proof does not lead to the root of tree size ${newSize}`);
+  if (sn !== 0) throw new VerificationError(`consistency proof: too few hashes (${proofLength}) for ${oldSize} → ${newSize}`);
+  return { oldRoot: fr, newRoot: sr };
 }
 
-function isPow2(n: number): boolean {
+/**
+ * The consistency path from `oldSize` to `newSize` with its seed explicit (see
+ * {@link rootsFromConsistencyPath}): PROOF(oldSize, newSize), preceded by the hash of the
+ * perfect subtree [0, oldSize) when oldSize is a power of two.
+ */
+export function consistencyPath(oldSize: number, newSize: number, node: NodeReader): Uint8Array[] {
+  const proof = proveConsistency(oldSize, newSize, node);
+  if (oldSize === 0 || oldSize >= newSize) throw new RangeError(`consistency path needs 0 < oldSize < newSize, got ${oldSize} → ${newSize}`);
+  return isPow2(oldSize) ? [rangeHash(0, oldSize, node), ...proof] : proof;
+}
+
+export function isPow2(n: number): boolean {
   while (n > 1 && n % 2 === 0) n /= 2;
   return n === 1;
 }

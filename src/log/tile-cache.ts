@@ -5,7 +5,7 @@
  */
 import { HASH_SIZE, nodeHash } from '../core/hash.js';
 import { TILE_HEIGHT, nodeTileAddress } from '../core/tile.js';
-import type { NodeReader, RangeMemo } from '../core/tree.js';
+import type { NodeReader } from '../core/tree.js';
 
 interface CachedTile {
   readonly data: Uint8Array;
@@ -79,19 +79,3 @@ export class TileCache {
     return this.tiles.size;
   }
 }
-
-/** Records which tiles a NodeReader-driven computation needs, without real hashes. */
-export function tilesNeeded(run: (node: NodeReader, memo: RangeMemo) => unknown): Array<{ level: number; index: number; width: number }> {
-  const need = new Map<string, { level: number; index: number; width: number }>();
-  const zero = new Uint8Array(HASH_SIZE);
-  run((level, index) => {
-    const a = nodeTileAddress(level, index);
-    const key = TileCache.key(a.tileLevel, a.tileIndex);
-    const width = a.offset + a.count;
-    const prev = need.get(key);
-    if (!prev || prev.width < width) need.set(key, { level: a.tileLevel, index: a.tileIndex, width });
-    return zero;
-  }, new Map());
-  return [...need.values()];
-}
-

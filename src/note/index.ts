@@ -31,6 +31,7 @@ export {
 export {
   checkNoteText,
   formatNote,
+  formatSignatureLine,
   InvalidSignatureError,
   MAX_NOTE_SIZE,
   MAX_SIGNATURES,

@@ -232,8 +232,8 @@ export function parseNote(msg: string | Uint8Array): Note {
   return { text, signatures: lines.map((line, i) => parseSignatureLine(line, i + 1)) };
 }
 
-/** Formats one signature line, including its `\n`. */
-function formatSignatureLine(sig: NoteSignature): string {
+/** Formats one signature line, `— <name> <base64(key ID || signature)>\n`. @throws {MalformedError} */
+export function formatSignatureLine(sig: NoteSignature): string {
   if (!isValidKeyName(sig.name)) {
     throw new MalformedError(`malformed signature: invalid key name ${quote(sig.name)}`);
   }
