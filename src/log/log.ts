@@ -18,13 +18,13 @@ import { checkSize, encodeBase64, equalBytes } from '../core/encoding.js';
 import { FatalError, MalformedError, NotFoundError, PushbackError, TooLargeError } from '../core/errors.js';
 import { EMPTY_ROOT, HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
-import { TILE_WIDTH, levelSpan, tileWidthAt } from '../core/tile.js';
+import { TILE_WIDTH, levelSpan, tilesNeeded, tileWidthAt } from '../core/tile.js';
 import { formatTlogProof } from '../core/tlog-proof.js';
 import { proveConsistency, proveInclusion, type NodeReader, type RangeMemo } from '../core/tree.js';
 import { signNote, type NoteSigner } from '../note/note.js';
 import type { LogStore, StoredCheckpoint } from '../storage/types.js';
 import { Counter, Gauge, Histogram, Registry } from '../metrics.js';
-import { TileCache, TileMissError, tilesNeeded } from './tile-cache.js';
+import { TileCache, TileMissError } from './tile-cache.js';
 
 export interface LogOptions {
   readonly store: LogStore;
@@ -45,6 +45,25 @@ export interface LogOptions {
   readonly metrics?: Registry;
   /** Called once if the log hits a fatal error and stops accepting writes. */
   readonly onFatal?: (err: Error) => void;
+  /** Witness cosigning (spec/witness.md); none by default. */
+  readonly witnessing?: WitnessingOptions;
+}
+
+/**
+ * How the log gets its checkpoints cosigned. `cosign` sends a signed checkpoint to the
+ * witnesses (src/log/cosigning.ts) and returns it with the cosignatures collected.
+ */
+export interface WitnessingOptions {
+  readonly cosign: (checkpoint: StoredCheckpoint) => Promise<{ note: string; cosigned: ReadonlySet<string> }>;
+  readonly quorum: (cosigned: ReadonlySet<string>) => boolean;
+  /**
+   * Fail-closed: a checkpoint is published (served, and writes waiting for it answered)
+   * only once its cosignatures meet the quorum. Fail-open: every checkpoint is published
+   * at once and its cosignatures are added to it as they arrive.
+   */
+  readonly failClosed: boolean;
+  /** Wait before a new round after one that missed the quorum (default 1000 ms). */
+  readonly retryMs?: number;
 }
 
 export type WaitFor = 'sequenced' | 'published';
@@ -129,7 +148,16 @@ export class Log {
   /** The root of `edge`, kept from integration so publishing does not recompute it. */
   private rootHash: Uint8Array = EMPTY_ROOT;
   private nextIndex = 0;
+  /** The latest published checkpoint: what /checkpoint serves and reads are bounded by. */
   private latest!: StoredCheckpoint;
+  /** The latest signed checkpoint; ahead of `latest` while it waits for a quorum. */
+  private signed!: StoredCheckpoint;
+  private readonly witnessing: WitnessingOptions | undefined;
+  private readonly witnessSignal = new Signal();
+  /** The size of the last checkpoint a witnessing round finished for. */
+  private witnessedSize = -1;
+  /** Submission times of integrated entries not yet published, oldest first. */
+  private unpublished: Array<{ index: number; submittedAt: number }> = [];
   private readonly tiles: TileCache;
   private readonly bundles = new Map<number, { data: Uint8Array; width: number }>();
 
@@ -167,6 +195,7 @@ export class Log {
     this.dedupWindow = opts.dedupWindow ?? 100_000;
     this.dedupRing = new Array<string | undefined>(this.dedupWindow);
     this.onFatal = opts.onFatal;
+    this.witnessing = opts.witnessing;
     this.tiles = new TileCache(opts.tileCacheSize ?? 16384);
     this.metrics = opts.metrics ?? new Registry();
     const m = this.metrics;
@@ -189,6 +218,7 @@ export class Log {
     const log = new Log(opts);
     await log.recover();
     log.loops = [log.sequencerLoop(), log.integratorLoop()];
+    if (log.witnessing) log.loops.push(log.witnessLoop());
     return log;
   }
 
@@ -223,10 +253,16 @@ export class Log {
       from = to;
     }
     const latest = await store.latestCheckpoint();
-    if (latest === null || latest.treeSize < this.edge.size) {
-      this.latest = await this.publish();
+    if (latest !== null && latest.treeSize >= this.edge.size) {
+      this.latest = this.signed = latest;
+    } else if (this.witnessing?.failClosed && this.edge.size > 0) {
+      // Fail-closed: the new checkpoint waits for its quorum in the witness loop. A log
+      // that never published starts from the empty tree, which needs no witness.
+      this.latest = latest ?? (await this.publishEmpty());
+      this.signed = this.sign();
     } else {
-      this.latest = latest;
+      this.latest = this.signed = this.sign();
+      await this.store.publish(this.latest);
     }
     await this.rebuildDedupWindow();
   }
@@ -406,9 +442,8 @@ export class Log {
   }
 
   private async integratorLoop(): Promise<void> {
-    let unpublished: number[] = []; // submission times of integrated, unpublished entries
     while (!this.fatal) {
-      if (this.integrationQueue.length === 0 && this.latest.treeSize === this.edge.size) {
+      if (this.integrationQueue.length === 0 && this.signed.treeSize === this.edge.size) {
         if (this.closed) break;
         await this.queueSignal.wait();
         continue;
@@ -426,9 +461,13 @@ export class Log {
             this.integrationQueue = items.concat(this.integrationQueue);
             throw err;
           }
-          for (const x of items) unpublished.push(x.submittedAt);
+          for (const x of items) this.unpublished.push({ index: x.index, submittedAt: x.submittedAt });
         }
-        this.latest = await this.publish();
+        const cp = this.sign();
+        if (!this.witnessing?.failClosed) await this.store.publish(cp);
+        this.signed = cp;
+        if (!this.witnessing?.failClosed) this.markPublished(cp);
+        this.witnessSignal.notify();
       } catch (err) {
         if (err instanceof FatalError) {
           this.stop(err);
@@ -441,12 +480,67 @@ export class Log {
         await sleep(100);
         continue;
       }
-      const done = performance.now();
-      this.mIntegrationSeconds.observe((done - started) / 1000);
-      for (const t of unpublished) this.mSubmitToPublish.observe((done - t) / 1000);
-      unpublished = [];
-      this.releasePublishWaiters();
+      this.mIntegrationSeconds.observe((performance.now() - started) / 1000);
     }
+  }
+
+  /**
+   * Sends each new checkpoint to the witnesses. Fail-closed, it publishes the checkpoint
+   * once the quorum cosigned it; fail-open, it adds the cosignatures to the published one.
+   * Rounds never overlap; a round always takes the newest checkpoint, so under load
+   * intermediate sizes are skipped rather than queued.
+   */
+  private async witnessLoop(): Promise<void> {
+    const w = this.witnessing!;
+    while (!this.fatal) {
+      const target = w.failClosed ? this.signed : this.latest;
+      if (target.treeSize === this.witnessedSize || (w.failClosed && target.treeSize === this.latest.treeSize)) {
+        if (this.closed) break;
+        await this.witnessSignal.wait();
+        continue;
+      }
+      let ok = false;
+      try {
+        const r = await w.cosign(target);
+        ok = w.quorum(r.cosigned);
+        const cosigned = { treeSize: target.treeSize, note: r.note };
+        if (w.failClosed) {
+          if (ok) {
+            await this.store.publish(cosigned);
+            this.markPublished(cosigned);
+          } else {
+            console.error(`glasslog: checkpoint ${target.treeSize} is not published: witness quorum not met (cosigned by ${[...r.cosigned].join(', ') || 'none'})`);
+          }
+        } else if (r.cosigned.size > 0) {
+          await this.store.addCosignatures(cosigned);
+          if (this.latest.treeSize === cosigned.treeSize) this.latest = cosigned;
+        }
+      } catch (err) {
+        if (err instanceof FatalError) {
+          this.stop(err);
+          break;
+        }
+        console.error(`glasslog: witnessing checkpoint ${target.treeSize} failed: ${(err as Error).message}`);
+      }
+      if (ok) {
+        this.witnessedSize = target.treeSize;
+      } else {
+        if (this.closed) break;
+        await Promise.race([sleep(w.retryMs ?? 1000), this.witnessSignal.wait()]);
+      }
+    }
+  }
+
+  /** Makes `cp` the served checkpoint and answers the writes it covers. */
+  private markPublished(cp: StoredCheckpoint): void {
+    this.latest = cp;
+    const now = performance.now();
+    let i = 0;
+    for (; i < this.unpublished.length && this.unpublished[i]!.index < cp.treeSize; i++) {
+      this.mSubmitToPublish.observe((now - this.unpublished[i]!.submittedAt) / 1000);
+    }
+    this.unpublished.splice(0, i);
+    this.releasePublishWaiters();
   }
 
   private async integrateAndStore(leafHashes: Uint8Array[]): Promise<void> {
@@ -457,10 +551,16 @@ export class Log {
     this.rootHash = r.rootHash;
   }
 
-  /** Signs and stores a checkpoint for the integrated tree. */
-  private async publish(): Promise<StoredCheckpoint> {
+  /** Signs a checkpoint for the integrated tree. */
+  private sign(): StoredCheckpoint {
     const text = formatCheckpoint({ origin: this.origin, treeSize: this.edge.size, rootHash: this.rootHash, extensions: [] });
-    const cp = { treeSize: this.edge.size, note: signNote(text, [this.signer]) };
+    return { treeSize: this.edge.size, note: signNote(text, [this.signer]) };
+  }
+
+  /** Publishes the empty tree's checkpoint (a new fail-closed log: nothing to witness). */
+  private async publishEmpty(): Promise<StoredCheckpoint> {
+    const text = formatCheckpoint({ origin: this.origin, treeSize: 0, rootHash: EMPTY_ROOT, extensions: [] });
+    const cp = { treeSize: 0, note: signNote(text, [this.signer]) };
     await this.store.publish(cp);
     return cp;
   }
@@ -485,6 +585,7 @@ export class Log {
     this.publishWaiters = [];
     this.poolSignal.notify();
     this.queueSignal.notify();
+    this.witnessSignal.notify();
     this.onFatal?.(err);
   }
 
@@ -536,6 +637,16 @@ export class Log {
   async consistencyProof(oldSize: number, newSize: number): Promise<Uint8Array[]> {
     if (oldSize > newSize) throw new MalformedError(`old size ${oldSize} is larger than new size ${newSize}`);
     this.checkPublishedSize(newSize, 'new size');
+    return this.withTiles((node) => proveConsistency(oldSize, newSize, node));
+  }
+
+  /**
+   * The consistency proof between two sizes of the integrated tree, published or not: what
+   * the log sends witnesses along with a checkpoint that may still wait for their quorum.
+   */
+  async treeConsistencyProof(oldSize: number, newSize: number): Promise<Uint8Array[]> {
+    if (oldSize > newSize) throw new MalformedError(`old size ${oldSize} is larger than new size ${newSize}`);
+    if (newSize > this.edge.size) throw new NotFoundError(`size ${newSize} is beyond the integrated tree size ${this.edge.size}`);
     return this.withTiles((node) => proveConsistency(oldSize, newSize, node));
   }
 
@@ -623,6 +734,7 @@ export class Log {
     this.closed = true;
     this.poolSignal.notify();
     this.queueSignal.notify();
+    this.witnessSignal.notify();
     await Promise.allSettled(this.loops);
     const err = new PushbackError('the log is shutting down');
     for (const p of this.pool) for (const w of p.waiters) w.group.reject(err);

@@ -282,6 +282,15 @@ export class PostgresLogStore implements LogStore {
     await this.afterCommit();
   }
 
+  async addCosignatures(cp: StoredCheckpoint): Promise<boolean> {
+    // The caller guarantees the same checkpoint text; the length guard keeps a note with
+    // fewer signatures (a late, smaller answer) from replacing one with more.
+    const rows = await this.sql`UPDATE checkpoints SET note = ${cp.note}
+                                WHERE tree_size = ${cp.treeSize} AND length(note) < ${cp.note.length} RETURNING tree_size`;
+    if (rows.length > 0) await this.afterCommit();
+    return rows.length > 0;
+  }
+
   async latestCheckpoint(): Promise<StoredCheckpoint | null> {
     const [row] = await this.sql`SELECT tree_size, note FROM checkpoints ORDER BY tree_size DESC LIMIT 1`;
     return row ? { treeSize: toSize(row.tree_size, 'checkpoint size'), note: row.note as string } : null;

@@ -83,6 +83,12 @@ export interface LogStore {
    * @throws {FatalError} if it would publish a size smaller than the latest
    */
   publish(checkpoint: StoredCheckpoint): Promise<void>;
+  /**
+   * Replaces the note of a published size with the same checkpoint carrying more
+   * signatures (witness cosignatures collected after publication). Returns whether it
+   * changed anything; a note no longer than the stored one is ignored.
+   */
+  addCosignatures(checkpoint: StoredCheckpoint): Promise<boolean>;
   latestCheckpoint(): Promise<StoredCheckpoint | null>;
   checkpointAt(treeSize: number): Promise<StoredCheckpoint | null>;
 
