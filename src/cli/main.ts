@@ -5,11 +5,13 @@
  */
 import { serveCommand } from './serve.js';
 import { keygenCommand } from './keygen.js';
+import { witnessCommand } from './witness.js';
 
 const USAGE = `glasslog — a transparency log for the audit trails of AI agents
 
 Usage:
   glasslog serve [options]     run the log server (see glasslog serve --help)
+  glasslog witness [options]   run a witness (see glasslog witness --help)
   glasslog keygen [options]    generate a signing key (see glasslog keygen --help)
   glasslog --version
 `;
@@ -19,6 +21,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'serve':
       return serveCommand(rest);
+    case 'witness':
+      return witnessCommand(rest);
     case 'keygen':
       return keygenCommand(rest);
     case '--version':

@@ -1,17 +1,19 @@
-import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { createServer } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { withCachedTiles } from '../http/fast-tiles.js';
 import postgres from 'postgres';
 import { createLogApp } from '../http/log-app.js';
-import { Log } from '../log/log.js';
+import { Cosigning } from '../log/cosigning.js';
+import { Log, type WitnessingOptions } from '../log/log.js';
+import { Registry } from '../metrics.js';
+import { describeQuorum, parsePolicy, quorumMet, type Policy } from '../verify/policy.js';
 import { formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
 import { newSigner } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
+import { listenHttp, loadOrCreateToken, onSignals, parseListen, positiveInt } from './common.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
 import { openPostgresLogStore, PostgresLogStore, schemaConnection } from '../storage/postgres.js';
 
@@ -42,21 +44,31 @@ Options:
   --max-pending <n>       entries waiting before writes get 503 (default 200000)
   --dedup-window <n>      resubmitting the bytes of one of the last n entries
                           returns its index instead of appending (default 100000)
+  --policy <file>         witnesses to collect cosignatures from, in C2SP
+                          tlog-policy format: "witness <name> <vkey> <url>"
+                          lines (the URL is the submission prefix), groups,
+                          and "quorum <name>" (log lines are ignored)
+  --witness-mode <mode>   fail-open (default): publish every checkpoint at once
+                          and add cosignatures as they arrive; fail-closed:
+                          publish (and answer writes) only once the quorum
+                          cosigned
+  --witness-timeout-ms <ms>  per add-checkpoint request (default 5000)
   -h, --help              this text
 `;
 
-function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
-  if (v === undefined) return dflt;
-  if (!/^(0|[1-9][0-9]*)$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) < min) {
-    throw new Error(`--${name} must be a whole number ≥ ${min}, got ${JSON.stringify(v)}`);
+/** The log's witness policy: witnesses with URLs, and a quorum. */
+function readWitnessPolicy(file: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the policy ${file}: ${(err as Error).message}`);
   }
-  return Number(v);
-}
-
-export function parseListen(s: string): { host: string; port: number } {
-  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(0|[1-9][0-9]{0,4})$/.exec(s);
-  if (!m || Number(m[2]) > 65535) throw new Error(`--listen must be <host>:<port>, got ${JSON.stringify(s)}`);
-  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  const policy = parsePolicy(text, { ed25519: nodeEd25519 });
+  if (policy.witnesses.length === 0) throw new Error(`the policy ${file} names no witness`);
+  const noUrl = policy.witnesses.filter((w) => !w.url).map((w) => w.name);
+  if (noUrl.length > 0) throw new Error(`the policy ${file} gives no URL for witness(es) ${noUrl.join(', ')}: the log needs their submission prefix`);
+  return policy;
 }
 
 function defaultOrigin(): string {
@@ -90,17 +102,6 @@ function generateVkey(skey: string): string {
   return formatVerifierKey(k.name, k.alg, k.publicKey);
 }
 
-function loadOrCreateToken(file: string, given: string | undefined): string {
-  if (given !== undefined) {
-    if (!/^[\x21-\x7e]{16,}$/.test(given)) throw new Error('--token must be at least 16 printable ASCII characters without spaces');
-    return given;
-  }
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = randomBytes(32).toString('base64url');
-  writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
-  return token;
-}
-
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -116,6 +117,9 @@ export async function serveCommand(args: string[]): Promise<number> {
       'batch-delay-ms': { type: 'string' },
       'max-pending': { type: 'string' },
       'dedup-window': { type: 'string' },
+      policy: { type: 'string' },
+      'witness-mode': { type: 'string', default: 'fail-open' },
+      'witness-timeout-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -131,6 +135,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const maxPending = positiveInt(values['max-pending'], 'max-pending', 200_000);
   const dedupWindow = positiveInt(values['dedup-window'], 'dedup-window', 100_000, 0);
   schemaConnection(values.schema);
+  const witnessMode = values['witness-mode'];
+  if (witnessMode !== 'fail-open' && witnessMode !== 'fail-closed') throw new Error(`--witness-mode must be fail-open or fail-closed, got ${JSON.stringify(witnessMode)}`);
+  const witnessTimeoutMs = positiveInt(values['witness-timeout-ms'], 'witness-timeout-ms', 5000);
+  const policy = values.policy ? readWitnessPolicy(resolve(values.policy)) : undefined;
 
   const data = resolve(values.data);
   mkdirSync(data, { recursive: true });
@@ -150,9 +158,27 @@ export async function serveCommand(args: string[]): Promise<number> {
     store = new PostgresLogStore(sql, { schema: values.schema, advisoryLock: false, singleSession: true, afterCommit: () => emb.sync() });
   }
 
+  const metrics = new Registry();
+  let logRef: Log | undefined;
+  let witnessing: WitnessingOptions | undefined;
+  if (policy) {
+    const p = policy;
+    const cosigning = new Cosigning({
+      witnesses: p.witnesses.map((w) => ({ name: w.name, verifier: w.verifier, url: w.url! })),
+      proof: (oldSize, newSize) => logRef!.treeConsistencyProof(oldSize, newSize),
+      timeoutMs: witnessTimeoutMs,
+      metrics,
+      onAlarm: (witness, message) => console.error(`glasslog: ALARM witness ${witness}: ${message}`),
+    });
+    const quorum = (cosigned: ReadonlySet<string>) => quorumMet(p, cosigned);
+    witnessing = { cosign: (cp) => cosigning.cosign(cp, quorum), quorum, failClosed: witnessMode === 'fail-closed' };
+  }
+
   let log: Log;
   try {
-    log = await Log.open({
+    log = logRef = await Log.open({
+      metrics,
+      witnessing,
       store,
       origin,
       vkey,
@@ -170,45 +196,24 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
 
   const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize });
-  let stopping = false;
   const listener = withCachedTiles(log, getRequestListener(app.fetch));
-  // While shutting down, every response closes its connection, so keep-alive clients
-  // cannot hold the server open (server.close() only stops new connections).
-  const server = createServer((req, res) => {
-    if (stopping) res.setHeader('Connection', 'close');
-    listener(req, res);
-  });
-  server.keepAliveTimeout = 65_000;
-  server.listen(listen.port, listen.host);
-  await new Promise<void>((ok, fail) => {
-    server.once('listening', ok);
-    server.once('error', fail);
-  });
-  const addr = server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : listen.port;
-  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  const server = await listenHttp(listener, listen);
   console.log(`glasslog: origin ${origin}`);
   console.log(`glasslog: verifier key ${vkey} (in ${join(data, 'log.vkey')})`);
   console.log(`glasslog: storage ${databaseUrl ? `postgres, schema ${values.schema}` : `embedded PGlite in ${join(data, 'pglite')}`}`);
   console.log(`glasslog: write token in ${values.token || process.env.GLASSLOG_TOKEN ? '--token / $GLASSLOG_TOKEN' : join(data, 'write.token')}`);
   console.log(`glasslog: tree size ${log.checkpoint().treeSize}`);
-  console.log(`glasslog: listening on http://${host}:${port}`);
+  if (policy) {
+    console.log(`glasslog: witnesses ${policy.witnesses.map((w) => w.name).join(', ')}; quorum ${describeQuorum(policy)}; ${witnessMode}`);
+  }
+  console.log(`glasslog: listening on ${server.url}`);
 
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
+  onSignals(async (signal) => {
     console.log(`glasslog: ${signal}: shutting down`);
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    server.closeIdleConnections();
     // Drain: what is already submitted is sequenced, integrated and published; writes
     // arriving from now on get 503 "shutting down".
-    await log.close();
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
-    server.closeAllConnections();
+    await server.stop(() => log.close());
     await embedded?.close();
-    process.exit(0);
-  };
-  process.on('SIGINT', () => void shutdown('SIGINT'));
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  });
   return -1; // keep running
 }

@@ -4,15 +4,15 @@
  */
 import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { MAX_ENTRY_SIZE } from '../core/bundle.js';
 import { decodeBase64, encodeBase64, parseDecimal } from '../core/encoding.js';
-import { MalformedError, TooLargeError, UnauthorizedError } from '../core/errors.js';
+import { MalformedError, TooLargeError } from '../core/errors.js';
 import { HASH_SIZE } from '../core/hash.js';
 import { parseTilePath } from '../core/tile.js';
 import type { AddResult, Log, WaitFor } from '../log/log.js';
 import { Counter, Histogram } from '../metrics.js';
+import { requireBearer } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 
 export interface LogAppOptions {
@@ -31,7 +31,6 @@ const OCTETS = 'application/octet-stream';
 const MAX_SINGLE_BODY = 128 * 1024;
 const MAX_BATCH_BODY = 32 * 1024 * 1024;
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 function parseQueryNumber(c: Context, name: string): number | undefined {
   const v = c.req.query(name);
@@ -96,8 +95,6 @@ async function readEntries(c: Context, batch: boolean): Promise<Uint8Array[]> {
 export function createLogApp(opts: LogAppOptions): Hono {
   const { log } = opts;
   const maxBatch = opts.maxBatchEntries ?? 4096;
-  const tokens = opts.writeTokens.map(digest);
-  if (tokens.length === 0) throw new RangeError('at least one write token is required');
 
   const requests = log.metrics.register(new Counter('glasslog_http_requests_total', 'HTTP requests by route and status'));
   const latency = log.metrics.register(new Histogram('glasslog_http_request_seconds', 'HTTP request latency by route'));
@@ -115,20 +112,7 @@ export function createLogApp(opts: LogAppOptions): Hono {
     latency.observe((performance.now() - t0) / 1000, { route });
   });
 
-  const requireWriter = async (c: Context, next: () => Promise<void>) => {
-    const auth = c.req.header('authorization') ?? '';
-    const m = /^Bearer +([\x21-\x7e]+)$/i.exec(auth); // the scheme is case-insensitive (RFC 9110 §11.1)
-    if (!m) {
-      denials.inc({ reason: 'missing' });
-      throw new UnauthorizedError('writing needs an "Authorization: Bearer <token>" header');
-    }
-    const got = digest(m[1]!);
-    if (!tokens.some((t) => timingSafeEqual(t, got))) {
-      denials.inc({ reason: 'invalid' });
-      throw new UnauthorizedError('the bearer token is not valid for this log');
-    }
-    await next();
-  };
+  const requireWriter = requireBearer(opts.writeTokens, denials, 'writing to this log');
 
   const tooLarge = (limit: number) =>
     bodyLimit({ maxSize: limit, onError: () => { throw new TooLargeError(`request body exceeds ${limit} bytes`); } });

@@ -1,0 +1,90 @@
+/** What the log's and the witness's commands share: flags, secrets in the data dir, HTTP. */
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+
+export function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
+  if (v === undefined) return dflt;
+  if (!/^(0|[1-9][0-9]*)$/.test(v) || !Number.isSafeInteger(Number(v)) || Number(v) < min) {
+    throw new Error(`--${name} must be a whole number ≥ ${min}, got ${JSON.stringify(v)}`);
+  }
+  return Number(v);
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(0|[1-9][0-9]{0,4})$/.exec(s);
+  if (!m || Number(m[2]) > 65535) throw new Error(`--listen must be <host>:<port>, got ${JSON.stringify(s)}`);
+  return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+}
+
+/** A bearer token: the given one, else the one in `file`, else a new one written there. */
+export function loadOrCreateToken(file: string, given: string | undefined, flag = '--token'): string {
+  if (given !== undefined) {
+    if (!/^[\x21-\x7e]{16,}$/.test(given)) throw new Error(`${flag} must be at least 16 printable ASCII characters without spaces`);
+    return given;
+  }
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = randomBytes(32).toString('base64url');
+  writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });
+  return token;
+}
+
+export interface HttpServer {
+  /** The URL it listens on. */
+  readonly url: string;
+  /**
+   * Stops taking connections: from now on every response closes its connection, so
+   * keep-alive clients cannot hold the server open; `drain` runs while in-flight requests
+   * finish (at most 5 s more).
+   */
+  stop(drain: () => Promise<void>): Promise<void>;
+}
+
+export async function listenHttp(
+  listener: (req: IncomingMessage, res: ServerResponse) => void,
+  listen: { host: string; port: number }
+): Promise<HttpServer> {
+  let stopping = false;
+  const server = createServer((req, res) => {
+    if (stopping) res.setHeader('Connection', 'close');
+    listener(req, res);
+  });
+  server.keepAliveTimeout = 65_000;
+  server.listen(listen.port, listen.host);
+  await new Promise<void>((ok, fail) => {
+    server.once('listening', ok);
+    server.once('error', fail);
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : listen.port;
+  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  return {
+    url: `http://${host}:${port}`,
+    async stop(drain) {
+      stopping = true;
+      const closed = new Promise<void>((r) => server.close(() => r()));
+      server.closeIdleConnections();
+      await drain();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+      server.closeAllConnections();
+    },
+  };
+}
+
+/** Runs `shutdown` once on SIGINT or SIGTERM, then exits 0. */
+export function onSignals(shutdown: (signal: string) => Promise<void>): void {
+  let once = false;
+  const run = (signal: string) => {
+    if (once) return;
+    once = true;
+    shutdown(signal).then(
+      () => process.exit(0),
+      (err) => {
+        console.error(`glasslog: shutdown failed: ${(err as Error).message}`);
+        process.exit(1);
+      }
+    );
+  };
+  process.on('SIGINT', () => run('SIGINT'));
+  process.on('SIGTERM', () => run('SIGTERM'));
+}

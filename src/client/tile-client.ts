@@ -1,0 +1,94 @@
+/**
+ * A client for a tlog-tiles log over HTTP: the checkpoint and tiles. It uses only `fetch`,
+ * so it runs in Node and in a browser. Nothing it returns is trusted by itself: callers
+ * check the hashes they compute from tiles against a signed checkpoint's root.
+ */
+import { TlogError, VerificationError } from '../core/errors.js';
+import { HASH_SIZE } from '../core/hash.js';
+import { tileNodeReader, tilePath, tilesNeeded, tileWidthAt } from '../core/tile.js';
+import type { NodeReader, RangeMemo } from '../core/tree.js';
+
+/** A tile or checkpoint could not be fetched (network error, timeout, unexpected status). */
+export class FetchError extends TlogError {
+  constructor(
+    message: string,
+    readonly status?: number
+  ) {
+    super('STORAGE', message);
+  }
+}
+
+export interface TileClientOptions {
+  readonly fetch?: typeof fetch;
+  readonly timeoutMs?: number;
+  /** Largest response body accepted, in bytes (default 1 MiB). */
+  readonly maxBodyBytes?: number;
+}
+
+export class TileClient {
+  private readonly prefix: string;
+  private readonly fetchFn: typeof fetch;
+  private readonly timeoutMs: number;
+  private readonly maxBodyBytes: number;
+
+  /** `prefix` is the log's URL prefix; `<prefix>/checkpoint` and `<prefix>/tile/…` are fetched. */
+  constructor(prefix: string, opts: TileClientOptions = {}) {
+    this.prefix = prefix.replace(/\/+$/, '');
+    this.fetchFn = opts.fetch ?? globalThis.fetch.bind(globalThis);
+    this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.maxBodyBytes = opts.maxBodyBytes ?? 1 << 20;
+  }
+
+  private async get(path: string): Promise<Uint8Array> {
+    const url = `${this.prefix}/${path}`;
+    let res: Response;
+    try {
+      res = await this.fetchFn(url, { signal: AbortSignal.timeout(this.timeoutMs) });
+    } catch (err) {
+      throw new FetchError(`GET ${url}: ${(err as Error).message}`);
+    }
+    if (res.status !== 200) {
+      await res.body?.cancel();
+      throw new FetchError(`GET ${url}: status ${res.status}`, res.status);
+    }
+    const body = new Uint8Array(await res.arrayBuffer());
+    if (body.length > this.maxBodyBytes) throw new FetchError(`GET ${url}: body of ${body.length} bytes exceeds ${this.maxBodyBytes}`);
+    return body;
+  }
+
+  /** The log's current checkpoint note, unverified. */
+  async checkpoint(): Promise<string> {
+    return new TextDecoder('utf-8', { fatal: false }).decode(await this.get('checkpoint'));
+  }
+
+  /** The hashes of tile (level, index) at `width` (256 for a full tile). */
+  async tile(level: number, index: number, width: number): Promise<Uint8Array> {
+    const data = await this.get(tilePath({ level, index, width }));
+    if (data.length !== width * HASH_SIZE) {
+      throw new VerificationError(`tile ${level}/${index} of width ${width}: got ${data.length} bytes, want ${width * HASH_SIZE}`);
+    }
+    return data;
+  }
+
+  /**
+   * Runs a computation over the nodes of the tree of `treeSize`, fetching the tiles it
+   * reads (each at its width for that tree size) first. The computation must read only
+   * nodes inside that tree.
+   */
+  async withTree<T>(treeSize: number, run: (node: NodeReader, memo: RangeMemo) => T): Promise<T> {
+    const tiles = new Map<string, Uint8Array>();
+    await Promise.all(
+      tilesNeeded(run).map(async (t) => {
+        const width = tileWidthAt(t.level, t.index, treeSize);
+        if (width < t.width) throw new RangeError(`node outside the tree of size ${treeSize}: tile ${t.level}/${t.index} needs width ${t.width}`);
+        tiles.set(`${t.level}/${t.index}`, await this.tile(t.level, t.index, width));
+      })
+    );
+    const node = tileNodeReader((level, index) => {
+      const t = tiles.get(`${level}/${index}`);
+      if (!t) throw new RangeError(`tile ${level}/${index} was not fetched`);
+      return t;
+    });
+    return run(node, new Map());
+  }
+}

@@ -1,0 +1,304 @@
+/**
+ * A C2SP tlog-witness: it cosigns a log's checkpoint only if it is a consistent extension
+ * of the last checkpoint it cosigned for that origin, so an honest witness cosigns at most
+ * one branch of a log's history. Beyond the spec it collects fork evidence (two log-signed
+ * checkpoints that cannot be one history, with the hashes that prove it), stops cosigning
+ * a log it holds evidence against until an operator resolves it, and raises an alarm.
+ *
+ * Gossip with peer witnesses and pulling from logs live in ./gossip.ts; this class is the
+ * state machine they and the HTTP layer drive.
+ */
+import { MAX_ADD_CHECKPOINT_SIZE, parseAddCheckpoint } from '../core/add-checkpoint.js';
+import { parseCheckpoint, type Checkpoint } from '../core/checkpoint.js';
+import { equalBytes, quote, toHex, utf8 } from '../core/encoding.js';
+import { ForbiddenError, MalformedError, NotFoundError, SizeConflictError, TooLargeError, VerificationError } from '../core/errors.js';
+import { EMPTY_ROOT } from '../core/hash.js';
+import { verifyConsistency } from '../core/tree.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import type { Cosigner } from '../note/cosignature.js';
+import { formatNote, formatSignatureLine, openNote, parseNote, type Note } from '../note/note.js';
+import type { WitnessCheckpoint, WitnessStore } from '../storage/witness-store.js';
+import type { Policy, PolicyLog } from '../verify/policy.js';
+import { checkpointOf, compareCheckpoints, verifyForkEvidence } from '../verify/evidence.js';
+import { Counter, Gauge, Registry } from '../metrics.js';
+import type { TileClient } from '../client/tile-client.js';
+
+/** The lowercase hex SHA-256 of an origin: its path segment on the monitoring prefix. */
+export function originHash(origin: string): string {
+  return toHex(sha256(utf8(origin)));
+}
+
+export interface Alarm {
+  readonly origin: string;
+  readonly kind: 'fork' | 'rejected' | 'unreachable';
+  readonly message: string;
+  /** For a fork: the evidence file. */
+  readonly evidence?: string;
+}
+
+export interface WitnessOptions {
+  readonly store: WitnessStore;
+  readonly cosigner: Cosigner;
+  readonly policy: Policy;
+  /** Current time in milliseconds (tests pin it). */
+  readonly now?: () => number;
+  readonly metrics?: Registry;
+  /** Raised for every fork found and every validly signed but inconsistent request. */
+  readonly onAlarm?: (alarm: Alarm) => void;
+  /** Reads a log's tiles (for fork evidence); default: none, so evidence needs equal sizes. */
+  readonly tiles?: (log: PolicyLog) => TileClient | undefined;
+}
+
+/** A log-signed checkpoint, verified. */
+export interface SignedCheckpoint {
+  readonly note: string;
+  readonly checkpoint: Checkpoint;
+}
+
+export class Witness {
+  private policy: Policy;
+  private byHash = new Map<string, PolicyLog>();
+  private readonly store: WitnessStore;
+  private readonly cosigner: Cosigner;
+  private readonly now: () => number;
+  private readonly onAlarm: (alarm: Alarm) => void;
+  private readonly tiles: (log: PolicyLog) => TileClient | undefined;
+  /** Origins with open fork evidence: refused until an operator resolves them. */
+  private readonly quarantined = new Set<string>();
+  private readonly mRequests: Counter;
+  private readonly mForks: Counter;
+  private readonly mAlarms: Counter;
+
+  private constructor(opts: WitnessOptions) {
+    this.store = opts.store;
+    this.cosigner = opts.cosigner;
+    this.policy = opts.policy;
+    this.now = opts.now ?? Date.now;
+    this.onAlarm = opts.onAlarm ?? (() => undefined);
+    this.tiles = opts.tiles ?? (() => undefined);
+    this.setPolicy(opts.policy);
+    const m = opts.metrics ?? new Registry();
+    this.mRequests = m.register(new Counter('glasslog_witness_add_checkpoint_total', 'add-checkpoint requests by HTTP status'));
+    this.mForks = m.register(new Counter('glasslog_witness_forks_total', 'Forks detected (evidence stored), by origin'));
+    this.mAlarms = m.register(new Counter('glasslog_witness_alarms_total', 'Alarms raised, by kind'));
+    m.register(new Gauge('glasslog_witness_quarantined_logs', 'Logs with open fork evidence, refused until resolved', () => this.quarantined.size));
+  }
+
+  static async open(opts: WitnessOptions): Promise<Witness> {
+    const w = new Witness(opts);
+    await opts.store.migrate();
+    await opts.store.lockWitness();
+    for (const log of opts.policy.logs) {
+      if ((await opts.store.openForks(log.origin)).length > 0) w.quarantined.add(log.origin);
+    }
+    return w;
+  }
+
+  /** Replaces the trusted logs and peers (a reloaded policy file). */
+  setPolicy(policy: Policy): void {
+    this.policy = policy;
+    this.byHash = new Map(policy.logs.map((l) => [originHash(l.origin), l]));
+  }
+
+  currentPolicy(): Policy {
+    return this.policy;
+  }
+
+  /** The witness key's name and ID (as on its cosignature lines). */
+  get name(): string {
+    return this.cosigner.name;
+  }
+
+  get keyId(): number {
+    return this.cosigner.keyId;
+  }
+
+  /** Counts an add-checkpoint outcome by status (the HTTP layer reports it). */
+  countRequest(status: number): void {
+    this.mRequests.inc({ status: String(status) });
+  }
+
+  private logFor(origin: string): PolicyLog | undefined {
+    return this.policy.logs.find((l) => l.origin === origin);
+  }
+
+  /**
+   * Verifies a checkpoint note against a trusted log: its origin is in the policy, and it
+   * carries a valid signature by the log's key and no invalid one. Returns the note with
+   * only the log's verified signatures.
+   * @throws {MalformedError} 400, {NotFoundError} 404, {ForbiddenError} 403
+   */
+  verifyLogSigned(note: string): SignedCheckpoint & { log: PolicyLog; parsed: Note } {
+    const parsed = parseNote(note);
+    const checkpoint = parseCheckpoint(parsed.text);
+    const log = this.logFor(checkpoint.origin);
+    if (!log) throw new NotFoundError(`unknown log origin ${quote(checkpoint.origin)}`);
+    let verified;
+    try {
+      verified = openNote(note, [log.verifier]).verified;
+    } catch (err) {
+      if (err instanceof VerificationError) throw new ForbiddenError(`checkpoint for ${quote(checkpoint.origin)}: ${err.message}`);
+      throw err;
+    }
+    return { note: formatNote(parsed.text, verified), checkpoint, log, parsed };
+  }
+
+  /**
+   * POST add-checkpoint: the checks of c2sp.org/tlog-witness in the spec's order, then an
+   * atomic compare-and-swap of the stored checkpoint. Returns the cosignature line(s).
+   * @throws {MalformedError} 400 (bad body; old > size), {NotFoundError} 404,
+   *   {ForbiddenError} 403 (no trusted signature, a bad one, or a log under quarantine),
+   *   {SizeConflictError} 409, {VerificationError} 422
+   */
+  async addCheckpoint(body: string | Uint8Array): Promise<string> {
+    if (typeof body !== 'string') {
+      if (body.length > MAX_ADD_CHECKPOINT_SIZE) throw new TooLargeError(`add-checkpoint request is larger than ${MAX_ADD_CHECKPOINT_SIZE} bytes`);
+      body = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    }
+    const req = parseAddCheckpoint(body);
+    const { note, checkpoint: cp, parsed } = this.verifyLogSigned(req.checkpoint);
+    const origin = cp.origin;
+    if (req.oldSize > cp.treeSize) throw new MalformedError(`old size ${req.oldSize} is larger than the checkpoint's size ${cp.treeSize}`);
+    if (this.quarantined.has(origin)) {
+      throw new ForbiddenError(`this witness holds fork evidence against ${quote(origin)} and cosigns none of its checkpoints until an operator resolves it`);
+    }
+    const stored = await this.store.latest(origin);
+    const storedSize = stored?.treeSize ?? 0;
+    if (req.oldSize !== storedSize) throw new SizeConflictError(`old size ${req.oldSize} is not ${storedSize}, the size this witness last cosigned`, storedSize);
+    if (cp.treeSize === 0 && !equalBytes(cp.rootHash, EMPTY_ROOT)) throw new VerificationError('a checkpoint of size 0 must have the empty-tree root');
+    if (stored) {
+      try {
+        verifyConsistency(stored.treeSize, cp.treeSize, [...req.proof], stored.rootHash, cp.rootHash);
+      } catch (err) {
+        if (err instanceof VerificationError) void this.inspect(stored, { note, checkpoint: cp }, err.message);
+        throw err;
+      }
+    } else if (req.proof.length !== 0) {
+      throw new VerificationError('a consistency proof from size 0 must be empty');
+    }
+    const line = this.cosigner.cosign(parsed.text, Math.floor(this.now() / 1000));
+    const next: WitnessCheckpoint = {
+      origin,
+      treeSize: cp.treeSize,
+      rootHash: cp.rootHash,
+      note: formatNote(parsed.text, [...parseNote(note).signatures, line]),
+    };
+    const r = await this.store.compareAndSwap(stored ? { treeSize: stored.treeSize, rootHash: stored.rootHash } : null, next);
+    if (!r.stored) {
+      const size = r.current?.treeSize ?? 0;
+      throw new SizeConflictError(`another request moved this witness to size ${size} first`, size);
+    }
+    return formatSignatureLine(line);
+  }
+
+  /**
+   * A validly signed checkpoint was refused for inconsistency: a bad proof from a buggy
+   * log, or a fork. Equal sizes with different roots prove a fork at once; otherwise the
+   * log's tiles may prove it. Never throws.
+   */
+  private async inspect(stored: WitnessCheckpoint, offered: SignedCheckpoint, why: string): Promise<void> {
+    try {
+      this.alarm({ origin: stored.origin, kind: 'rejected', message: `refused a validly signed checkpoint of size ${offered.checkpoint.treeSize}: ${why}` });
+      await this.compare({ note: stored.note, checkpoint: checkpointOf(stored.note) }, offered);
+    } catch (err) {
+      console.error(`glasslog witness: checking ${quote(stored.origin)} for a fork failed: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Compares two log-signed checkpoints of one origin; stores evidence and raises the
+   * alarm if they are a fork. Reads the larger tree from the log's tiles when sizes differ.
+   */
+  async compare(a: SignedCheckpoint, b: SignedCheckpoint): Promise<ReturnType<typeof compareCheckpoints>> {
+    const origin = a.checkpoint.origin;
+    const log = this.logFor(origin);
+    const n = Math.max(a.checkpoint.treeSize, b.checkpoint.treeSize);
+    const sameSize = a.checkpoint.treeSize === b.checkpoint.treeSize;
+    const client = log && !sameSize ? this.tiles(log) : undefined;
+    let result: ReturnType<typeof compareCheckpoints>;
+    if (client) {
+      try {
+        result = await client.withTree(n, (node) => compareCheckpoints(a, b, node));
+      } catch (err) {
+        result = { kind: 'unproven', reason: `could not read the log's tiles: ${(err as Error).message}` };
+      }
+    } else {
+      result = compareCheckpoints(a, b, undefined);
+    }
+    if (result.kind === 'fork') await this.recordFork(origin, result.evidence);
+    return result;
+  }
+
+  /** Stores verified fork evidence, quarantines the log and raises the alarm. */
+  async recordFork(origin: string, evidence: string): Promise<void> {
+    const log = this.logFor(origin);
+    if (!log) throw new NotFoundError(`unknown log origin ${quote(origin)}`);
+    verifyForkEvidence(evidence, [log.verifier]);
+    const known = (await this.store.openForks(origin)).some((f) => f.evidence === evidence);
+    await this.store.recordFork(origin, evidence);
+    this.quarantined.add(origin);
+    if (known) return;
+    this.mForks.inc({ origin });
+    this.alarm({ origin, kind: 'fork', message: `fork detected: the log signed two inconsistent checkpoints; evidence at /${originHash(origin)}/fork-evidence`, evidence });
+  }
+
+  alarm(a: Alarm): void {
+    this.mAlarms.inc({ kind: a.kind });
+    console.error(`glasslog witness: ALARM ${a.kind} ${quote(a.origin)}: ${a.message}`);
+    try {
+      this.onAlarm(a);
+    } catch (err) {
+      console.error(`glasslog witness: alarm hook failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The log whose origin hashes to `hash`. @throws {NotFoundError} */
+  private logByHash(hash: string): PolicyLog {
+    const log = this.byHash.get(hash);
+    if (!log) throw new NotFoundError(`no log with origin hash ${quote(hash.slice(0, 64))} is configured`);
+    return log;
+  }
+
+  /** GET <hash>/checkpoint: the latest checkpoint cosigned for the log. @throws {NotFoundError} */
+  async monitorCheckpoint(hash: string): Promise<string> {
+    const log = this.logByHash(hash);
+    const cp = await this.store.latest(log.origin);
+    if (!cp) throw new NotFoundError(`this witness has not cosigned a checkpoint for ${quote(log.origin)}`);
+    return cp.note;
+  }
+
+  /** The latest verified checkpoint this witness holds for an origin, or null. */
+  async latest(origin: string): Promise<SignedCheckpoint | null> {
+    const cp = await this.store.latest(origin);
+    return cp ? { note: cp.note, checkpoint: checkpointOf(cp.note) } : null;
+  }
+
+  /** GET <hash>/fork-evidence: the oldest open evidence, else the newest resolved one. */
+  async forkEvidence(hash: string): Promise<{ evidence: string; open: boolean; detectedAt: Date }> {
+    const log = this.logByHash(hash);
+    const open = await this.store.openForks(log.origin);
+    const f = open[0] ?? (await this.store.forks(log.origin))[0];
+    if (!f) throw new NotFoundError(`no fork evidence for ${quote(log.origin)}`);
+    return { evidence: f.evidence, open: f.resolvedAt === null, detectedAt: f.detectedAt };
+  }
+
+  /**
+   * An operator resolved the fork: the log may be cosigned again, from the checkpoint this
+   * witness holds (which an operator may reset by other means). Returns how many records
+   * were closed.
+   */
+  async resolveForks(hash: string): Promise<number> {
+    const log = this.logByHash(hash);
+    const n = await this.store.resolveForks(log.origin);
+    this.quarantined.delete(log.origin);
+    return n;
+  }
+
+  isQuarantined(origin: string): boolean {
+    return this.quarantined.has(origin);
+  }
+
+  async close(): Promise<void> {
+    await this.store.close();
+  }
+}
