@@ -37,17 +37,24 @@ export function uniqueEntries(n: number, size: number, tag: string): Uint8Array[
 
 export interface Server {
   readonly url: string;
+  /** The write token (log servers only). */
   readonly token: string;
   readonly dataDir: string;
   readonly process: ChildProcess;
   stop(): Promise<void>;
 }
 
-/** Starts the built server (dist/) on a free port; on Postgres when `databaseUrl` is given. */
-export async function startServer(opts: { databaseUrl?: string; dataDir?: string; args?: string[] } = {}): Promise<Server> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'glasslog-bench-'));
-  const schema = benchSchema('log');
-  const args = ['dist/cli/main.js', 'serve', '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])];
+/**
+ * Starts a built `glasslog <command>` (dist/) on a free port; on Postgres when
+ * `databaseUrl` is given (its own schema, dropped on stop).
+ */
+export async function startProcess(
+  command: 'serve' | 'witness',
+  opts: { databaseUrl?: string; dataDir?: string; args?: string[] } = {}
+): Promise<Server> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `glasslog-bench-${command}-`));
+  const schema = benchSchema(command === 'serve' ? 'log' : 'witness');
+  const args = ['dist/cli/main.js', command, '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl, '--schema', schema);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL: '' } });
   let out = '';
@@ -59,9 +66,9 @@ export async function startServer(opts: { databaseUrl?: string; dataDir?: string
     };
     child.stdout!.on('data', onData);
     child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`server exited ${code}: ${out}`)));
+    child.once('exit', (code) => reject(new Error(`${command} exited ${code}: ${out}`)));
   });
-  const token = readFileSync(join(dataDir, 'write.token'), 'utf8').trim();
+  const token = command === 'serve' ? readFileSync(join(dataDir, 'write.token'), 'utf8').trim() : '';
   return {
     url,
     token,
@@ -80,4 +87,9 @@ export async function startServer(opts: { databaseUrl?: string; dataDir?: string
       if (!opts.dataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Starts the built log server (dist/) on a free port; on Postgres when `databaseUrl` is given. */
+export function startServer(opts: { databaseUrl?: string; dataDir?: string; args?: string[] } = {}): Promise<Server> {
+  return startProcess('serve', opts);
 }
