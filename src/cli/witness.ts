@@ -172,18 +172,18 @@ export async function witnessCommand(args: string[]): Promise<number> {
   gossip = new Gossip(witness);
   const g = gossip;
 
-  const reload = (why: string) => {
+  const reload = async (why: string) => {
     try {
-      witness.setPolicy(readPolicy(policyFile));
+      await witness.setPolicy(readPolicy(policyFile));
       console.log(`glasslog witness: policy reloaded (${why}): ${witness.currentPolicy().logs.length} log(s), ${witness.currentPolicy().witnesses.length} witness(es)`);
     } catch (err) {
       console.error(`glasslog witness: policy not reloaded, keeping the previous one: ${(err as Error).message}`);
     }
   };
   watchFile(policyFile, { interval: 1000 }, (cur, prev) => {
-    if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) reload('file changed');
+    if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) void reload('file changed');
   });
-  process.on('SIGHUP', () => reload('SIGHUP'));
+  process.on('SIGHUP', () => void reload('SIGHUP'));
 
   const stopGossip = every(gossipEvery, async () => {
     const r = await g.gossipRound();

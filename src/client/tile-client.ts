@@ -51,7 +51,17 @@ export class TileClient {
       await res.body?.cancel();
       throw new FetchError(`GET ${url}: status ${res.status}`, res.status);
     }
-    const body = new Uint8Array(await res.arrayBuffer());
+    const declared = Number(res.headers.get('content-length') ?? NaN);
+    if (declared > this.maxBodyBytes) {
+      await res.body?.cancel();
+      throw new FetchError(`GET ${url}: body of ${declared} bytes exceeds ${this.maxBodyBytes}`);
+    }
+    let body: Uint8Array;
+    try {
+      body = new Uint8Array(await res.arrayBuffer());
+    } catch (err) {
+      throw new FetchError(`GET ${url}: reading the body: ${(err as Error).message}`);
+    }
     if (body.length > this.maxBodyBytes) throw new FetchError(`GET ${url}: body of ${body.length} bytes exceeds ${this.maxBodyBytes}`);
     return body;
   }

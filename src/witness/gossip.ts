@@ -99,8 +99,9 @@ export class Gossip {
           try {
             const note = await this.get(`${base}/${hash}/checkpoint`);
             if (note !== null) {
-              const text = openNote(note, [log.verifier]).text;
-              views.push({ note, checkpoint: parseCheckpoint(text) });
+              const checkpoint = parseCheckpoint(openNote(note, [log.verifier]).text);
+              if (checkpoint.origin !== log.origin) throw new VerificationError(`serves a checkpoint for ${quote(checkpoint.origin)} at the path of ${quote(log.origin)}`);
+              views.push({ note, checkpoint });
               checkpoints++;
             }
           } catch (err) {
@@ -128,7 +129,13 @@ export class Gossip {
             consistent++;
             continue;
           }
-          const r = await this.witness.compare(views[i]!, views[j]!);
+          let r;
+          try {
+            r = await this.witness.compare(views[i]!, views[j]!);
+          } catch (err) {
+            errors.push(`comparing sizes ${a.treeSize} and ${b.treeSize} of ${log.origin}: ${(err as Error).message}`);
+            continue;
+          }
           if (r.kind === 'consistent') {
             consistent++;
             this.remember(key);

@@ -76,7 +76,7 @@ export class Witness {
     this.now = opts.now ?? Date.now;
     this.onAlarm = opts.onAlarm ?? (() => undefined);
     this.tiles = opts.tiles ?? (() => undefined);
-    this.setPolicy(opts.policy);
+    this.usePolicy(opts.policy);
     const m = opts.metrics ?? new Registry();
     this.mRequests = m.register(new Counter('glasslog_witness_add_checkpoint_total', 'add-checkpoint requests by HTTP status'));
     this.mForks = m.register(new Counter('glasslog_witness_forks_total', 'Forks detected (evidence stored), by origin'));
@@ -94,8 +94,18 @@ export class Witness {
     return w;
   }
 
-  /** Replaces the trusted logs and peers (a reloaded policy file). */
-  setPolicy(policy: Policy): void {
+  /**
+   * Replaces the trusted logs and peers (a reloaded policy file). A log that comes (back)
+   * into the policy with open fork evidence is quarantined before it is trusted.
+   */
+  async setPolicy(policy: Policy): Promise<void> {
+    for (const log of policy.logs) {
+      if (!this.quarantined.has(log.origin) && (await this.store.openForks(log.origin)).length > 0) this.quarantined.add(log.origin);
+    }
+    this.usePolicy(policy);
+  }
+
+  private usePolicy(policy: Policy): void {
     this.policy = policy;
     this.byHash = new Map(policy.logs.map((l) => [originHash(l.origin), l]));
   }
@@ -131,11 +141,13 @@ export class Witness {
   verifyLogSigned(note: string): SignedCheckpoint & { log: PolicyLog; parsed: Note } {
     const parsed = parseNote(note);
     const checkpoint = parseCheckpoint(parsed.text);
-    const log = this.logFor(checkpoint.origin);
+    // A policy may list several keys for one origin (a key rotation): any of them counts.
+    const keys = this.policy.logs.filter((l) => l.origin === checkpoint.origin);
+    const log = keys[0];
     if (!log) throw new NotFoundError(`unknown log origin ${quote(checkpoint.origin)}`);
     let verified;
     try {
-      verified = openNote(note, [log.verifier]).verified;
+      verified = openNote(note, keys.map((l) => l.verifier)).verified;
     } catch (err) {
       if (err instanceof VerificationError) throw new ForbiddenError(`checkpoint for ${quote(checkpoint.origin)}: ${err.message}`);
       throw err;
@@ -153,7 +165,11 @@ export class Witness {
   async addCheckpoint(body: string | Uint8Array): Promise<string> {
     if (typeof body !== 'string') {
       if (body.length > MAX_ADD_CHECKPOINT_SIZE) throw new TooLargeError(`add-checkpoint request is larger than ${MAX_ADD_CHECKPOINT_SIZE} bytes`);
-      body = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      try {
+        body = new TextDecoder('utf-8', { fatal: true }).decode(body);
+      } catch {
+        throw new MalformedError('malformed add-checkpoint request: not valid UTF-8');
+      }
     }
     const req = parseAddCheckpoint(body);
     const { note, checkpoint: cp, parsed } = this.verifyLogSigned(req.checkpoint);
@@ -170,7 +186,13 @@ export class Witness {
       try {
         verifyConsistency(stored.treeSize, cp.treeSize, [...req.proof], stored.rootHash, cp.rootHash);
       } catch (err) {
-        if (err instanceof VerificationError) void this.inspect(stored, { note, checkpoint: cp }, err.message);
+        if (err instanceof VerificationError) {
+          // Equal sizes prove a fork from the two notes alone: store the evidence (and stop
+          // cosigning the log) before answering. Other sizes need the log's tiles, which may
+          // take a while: that check runs in the background.
+          const inspection = this.inspect(stored, { note, checkpoint: cp }, err.message);
+          if (stored.treeSize === cp.treeSize) await inspection;
+        }
         throw err;
       }
     } else if (req.proof.length !== 0) {
@@ -233,9 +255,12 @@ export class Witness {
   async recordFork(origin: string, evidence: string): Promise<void> {
     const log = this.logFor(origin);
     if (!log) throw new NotFoundError(`unknown log origin ${quote(origin)}`);
-    verifyForkEvidence(evidence, [log.verifier]);
-    const known = (await this.store.openForks(origin)).some((f) => f.evidence === evidence);
-    await this.store.recordFork(origin, evidence);
+    const fork = verifyForkEvidence(evidence, this.policy.logs.filter((l) => l.origin === origin).map((l) => l.verifier));
+    if (fork.origin !== origin) throw new VerificationError(`fork evidence is about ${quote(fork.origin)}, not ${quote(origin)}`);
+    const known = (await this.store.forks(origin)).some((f) => f.evidence === evidence);
+    const record = await this.store.recordFork(origin, evidence);
+    // Evidence an operator already resolved stays resolved (the store does not reopen it).
+    if (record.resolvedAt !== null) return;
     this.quarantined.add(origin);
     if (known) return;
     this.mForks.inc({ origin });
