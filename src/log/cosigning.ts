@@ -301,7 +301,11 @@ export class Cosigning {
         failures.set(name, r.failure);
       }
     });
-    const out = cosignatures.length === 0 ? note : formatNote(text, [...signatures, ...cosignatures]);
+    // A line by the same key as a new cosignature is an older cosignature of this very
+    // checkpoint (a retried round, a restart): the new one replaces it, as signNote does.
+    const fresh = new Set(cosignatures.map((c) => `${c.name}\n${c.keyId}`));
+    const kept = signatures.filter((s) => !fresh.has(`${s.name}\n${s.keyId}`));
+    const out = cosignatures.length === 0 ? note : formatNote(text, [...kept, ...cosignatures]);
     return { note: out, cosigned: answered, failures };
   }
 

@@ -286,7 +286,7 @@ export class PostgresLogStore implements LogStore {
     // The caller guarantees the same checkpoint text; the length guard keeps a note with
     // fewer signatures (a late, smaller answer) from replacing one with more.
     const rows = await this.sql`UPDATE checkpoints SET note = ${cp.note}
-                                WHERE tree_size = ${cp.treeSize} AND length(note) < ${cp.note.length} RETURNING tree_size`;
+                                WHERE tree_size = ${cp.treeSize} AND octet_length(note) < ${new TextEncoder().encode(cp.note).length} RETURNING tree_size`;
     if (rows.length > 0) await this.afterCommit();
     return rows.length > 0;
   }

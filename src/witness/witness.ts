@@ -16,12 +16,23 @@ import { EMPTY_ROOT } from '../core/hash.js';
 import { verifyConsistency } from '../core/tree.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import type { Cosigner } from '../note/cosignature.js';
-import { formatNote, formatSignatureLine, openNote, parseNote, type Note } from '../note/note.js';
+import { formatNote, formatSignatureLine, openNote, parseNote, type Note, type NoteSignature } from '../note/note.js';
 import type { WitnessCheckpoint, WitnessStore } from '../storage/witness-store.js';
 import type { Policy, PolicyLog } from '../verify/policy.js';
 import { checkpointOf, compareCheckpoints, verifyForkEvidence } from '../verify/evidence.js';
 import { Counter, Gauge, Registry } from '../metrics.js';
 import type { TileClient } from '../client/tile-client.js';
+
+/** One line per (name, key ID). */
+function dedupe(sigs: readonly NoteSignature[]): NoteSignature[] {
+  const seen = new Set<string>();
+  return sigs.filter((s) => {
+    const k = `${s.name}\n${s.keyId}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
 
 /** The lowercase hex SHA-256 of an origin: its path segment on the monitoring prefix. */
 export function originHash(origin: string): string {
@@ -152,7 +163,16 @@ export class Witness {
       if (err instanceof VerificationError) throw new ForbiddenError(`checkpoint for ${quote(checkpoint.origin)}: ${err.message}`);
       throw err;
     }
-    return { note: formatNote(parsed.text, verified), checkpoint, log, parsed };
+    // openNote, like go-note, checks one line per known key and skips repeats; tlog-witness
+    // (HEAD) refuses a note in which ANY line by a trusted key fails, so check them all.
+    const text = utf8(parsed.text);
+    for (const sig of parsed.signatures) {
+      const key = keys.find((l) => l.verifier.name === sig.name && l.verifier.keyId === sig.keyId);
+      if (key && !key.verifier.verify(text, sig.signature)) {
+        throw new ForbiddenError(`checkpoint for ${quote(checkpoint.origin)}: a signature line by the log's key ${quote(sig.name)} does not verify`);
+      }
+    }
+    return { note: formatNote(parsed.text, dedupe(verified)), checkpoint, log, parsed };
   }
 
   /**
