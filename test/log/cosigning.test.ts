@@ -623,3 +623,75 @@ describe('Cosigning over HTTP', () => {
     expect(paths).toEqual(['/add-checkpoint']);
   });
 });
+
+// ---------------------------------------------------------------------------------------
+// `enough`: returning once a quorum answered, and skipping a witness still answering.
+
+describe('Cosigning with enough', () => {
+  /** Witnesses a, b answer at once; c's request hangs until release() (its timeout, 10 s, is longer than the test). */
+  function withSilentWitness() {
+    const ws = [new FakeWitness('a'), new FakeWitness('b'), new FakeWitness('c')];
+    const silent = ws[2]!;
+    const inner = fakeFetch(ws);
+    let sentToSilent = 0;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    const fetchFn: typeof fetch = async (input, init) => {
+      if (String(input).startsWith(silent.endpoint.url)) {
+        sentToSilent++;
+        await released;
+      }
+      return inner(input, init);
+    };
+    return { ws, silent, ...setup(ws, { timeoutMs: 10_000, fetch: fetchFn }), sentToSilent: () => sentToSilent, release };
+  }
+  const twoOfThree = (cosigned: ReadonlySet<string>) => cosigned.size >= 2;
+
+  it('returns as soon as the answers satisfy it, reporting the silent witness as not answered yet', async () => {
+    const { ws, silent, c, alarms, sentToSilent, release } = withSilentWitness();
+    try {
+      const t0 = performance.now();
+      const r = await c.cosign(checkpoint(10), twoOfThree);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect([...r.cosigned].sort()).toEqual(['a', 'b']);
+      expect([...r.failures.keys()]).toEqual(['c']);
+      expect(r.failures.get('c')).toMatch(/^no answer yet/);
+      expect(openWith(r.note, ws).verified.map((s) => s.name)).toEqual([ORIGIN, 'a.witness.test', 'b.witness.test']);
+      expect(alarms).toEqual([]);
+      expect(sentToSilent()).toBe(1);
+      expect(silent.seen).toEqual([]);
+      expect(Object.fromEntries(c.witnessSizes())).toEqual({ a: 10, b: 10, c: 0 });
+    } finally {
+      release();
+    }
+  });
+
+  it('a later call skips a witness still answering an earlier checkpoint, without a second request to it', async () => {
+    const { ws, silent, c, sentToSilent, release } = withSilentWitness();
+    try {
+      await c.cosign(checkpoint(10), twoOfThree);
+      const t0 = performance.now();
+      const r = await c.cosign(checkpoint(20), twoOfThree);
+      expect(performance.now() - t0).toBeLessThan(1000);
+      expect([...r.cosigned].sort()).toEqual(['a', 'b']);
+      expect(r.failures).toEqual(new Map([['c', 'still answering an earlier checkpoint']]));
+      expect(openWith(r.note, ws).verified).toHaveLength(3);
+      // Without `enough` too: it does not wait for the silent witness either.
+      const r2 = await c.cosign(checkpoint(25));
+      expect(r2.failures).toEqual(new Map([['c', 'still answering an earlier checkpoint']]));
+      expect(sentToSilent()).toBe(1);
+      for (const w of ws.slice(0, 2)) expect(w.seen.map((s) => [s.oldSize, s.treeSize])).toEqual([[0, 10], [10, 20], [20, 25]]);
+
+      // Once it answers (the size-10 request), it is asked again, from the size it cosigned.
+      release();
+      await vi.waitFor(() => expect(c.witnessSizes().get('c')).toBe(10), { timeout: 2000, interval: 5 });
+      const r3 = await c.cosign(checkpoint(30));
+      expect([...r3.cosigned]).toEqual(['a', 'b', 'c']);
+      expect(sentToSilent()).toBe(2);
+      expect(silent.seen.map((s) => [s.oldSize, s.treeSize])).toEqual([[0, 10], [10, 30]]);
+      expect(silent.seen[1]!.proof).toEqual(proveConsistency(10, 30, reader));
+    } finally {
+      release();
+    }
+  });
+});

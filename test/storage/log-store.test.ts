@@ -142,6 +142,57 @@ describe.each(storeFactories())('LogStore on $name', (factory) => {
     expect(await again.readEntries(0, 5)).toEqual(entries(0, 5));
   });
 
+  it('addCosignatures replaces a published note only with a longer one', async () => {
+    const s = await fresh();
+    await s.publish({ treeSize: 0, note: 'cp0\n' });
+    await s.sequence(entries(0, 10));
+    const r = integrate(EMPTY_EDGE, entries(0, 10).map(leafHash));
+    await s.integrate(0, 10, r.rootHash, r.tiles);
+    await s.publish({ treeSize: 10, note: 'cp10\n' });
+    // A longer note (the same checkpoint with one more signature) replaces it.
+    expect(await s.addCosignatures({ treeSize: 10, note: 'cp10\n— w1\n' })).toBe(true);
+    expect(await s.checkpointAt(10)).toEqual({ treeSize: 10, note: 'cp10\n— w1\n' });
+    expect(await s.latestCheckpoint()).toEqual({ treeSize: 10, note: 'cp10\n— w1\n' });
+    expect(await s.addCosignatures({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' })).toBe(true);
+    // A note no longer than the stored one changes nothing: shorter, or as long.
+    expect(await s.addCosignatures({ treeSize: 10, note: 'cp10\n— w3\n' })).toBe(false);
+    expect(await s.addCosignatures({ treeSize: 10, note: 'cp10\n— w3\n— w4\n' })).toBe(false);
+    expect(await s.addCosignatures({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' })).toBe(false);
+    expect(await s.checkpointAt(10)).toEqual({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' });
+    // An earlier published size can gain signatures too; the latest stays the latest.
+    expect(await s.addCosignatures({ treeSize: 0, note: 'cp0\n— w1\n' })).toBe(true);
+    expect(await s.checkpointAt(0)).toEqual({ treeSize: 0, note: 'cp0\n— w1\n' });
+    expect(await s.latestCheckpoint()).toEqual({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' });
+    // A size never published: false, and nothing is created (below, between or beyond).
+    for (const size of [5, 11, 1000]) {
+      expect(await s.addCosignatures({ treeSize: size, note: `cp${size}\n— w1\n— w2\n— w3\n` })).toBe(false);
+      expect(await s.checkpointAt(size)).toBeNull();
+    }
+    expect(await s.latestCheckpoint()).toEqual({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' });
+    // Publishing the size again with its original note does not take the signatures away.
+    await s.publish({ treeSize: 10, note: 'cp10\n' }).catch(() => undefined);
+    expect(await s.checkpointAt(10)).toEqual({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' });
+    // Durable.
+    await s.close();
+    open.splice(open.indexOf(s), 1);
+    const again = await handle!.open();
+    open.push(again);
+    expect(await again.checkpointAt(10)).toEqual({ treeSize: 10, note: 'cp10\n— w1\n— w2\n' });
+    expect(await again.checkpointAt(0)).toEqual({ treeSize: 0, note: 'cp0\n— w1\n' });
+  });
+
+  it('addCosignatures compares note lengths as the caller counts them, outside the BMP too', async () => {
+    const s = await fresh();
+    // A stored note with a character outside the Basic Multilingual Plane: 4 UTF-16 code
+    // units (JavaScript's length), 3 code points, 6 UTF-8 bytes.
+    const stored = 'cp\u{1F600}';
+    expect(stored.length).toBe(4);
+    await s.publish({ treeSize: 0, note: stored });
+    // As long as the stored note in JavaScript's length (and shorter in bytes): not longer.
+    expect(await s.addCosignatures({ treeSize: 0, note: 'cpxy' })).toBe(false);
+    expect(await s.checkpointAt(0)).toEqual({ treeSize: 0, note: stored });
+  });
+
   if (factory.name === 'postgres') {
     it('admits one writer per log', async () => {
       const s = await fresh();
