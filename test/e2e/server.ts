@@ -244,3 +244,164 @@ export async function dropSchema(url: string, schema: string): Promise<void> {
     await sql.end({ timeout: 5 });
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// Witnesses, keys and ports (appended for test/e2e/witness.test.ts)
+
+/** A port that was free a moment ago on 127.0.0.1 (for URLs that must be known before a start). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise<number>((ok, bad) => {
+    const s = createServer();
+    s.once('error', bad);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => ok(port));
+    });
+  });
+}
+
+/** Runs `node dist/cli/main.js keygen <args>` and returns its stdout. */
+export async function runKeygen(args: readonly string[]): Promise<string> {
+  if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
+  const { execFile } = await import('node:child_process');
+  return new Promise<string>((ok, bad) => {
+    execFile(process.execPath, [MAIN_JS, 'keygen', ...args], { cwd: REPO_ROOT }, (err, stdout, stderr) => {
+      if (err) bad(new Error(`glasslog keygen ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else ok(stdout);
+    });
+  });
+}
+
+export interface WitnessOptions {
+  /** --data: witness.key, witness.vkey, admin.token and the embedded database. */
+  readonly dataDir: string;
+  readonly policyFile: string;
+  /** host:port, default 127.0.0.1:0. */
+  readonly listen?: string;
+  readonly databaseUrl?: string;
+  readonly schema?: string;
+  /** Further flags (--gossip-interval, --pull-interval, --webhook, …). */
+  readonly args?: readonly string[];
+  readonly startTimeoutMs?: number;
+}
+
+/** A running `glasslog witness` process. Tracked like the servers: killAllServers() ends it. */
+export class WitnessProcess {
+  startMs = 0;
+  private exitInfo: ExitInfo | undefined;
+  readonly exited: Promise<ExitInfo>;
+
+  private constructor(
+    readonly child: ChildProcess,
+    readonly opts: WitnessOptions,
+    private readonly out: { text: string },
+    readonly url: string,
+  ) {
+    this.exited = new Promise<ExitInfo>((r) => {
+      if (child.exitCode !== null || child.signalCode !== null) r({ code: child.exitCode, signal: child.signalCode });
+      else child.once('exit', (code, signal) => r({ code, signal }));
+    }).then((e) => (this.exitInfo = e));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  get running(): boolean {
+    return this.exitInfo === undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  output(): string {
+    return this.out.text;
+  }
+
+  /** The witness's verifier key (<data>/witness.vkey). */
+  get vkey(): string {
+    return readFileSync(join(this.opts.dataDir, 'witness.vkey'), 'utf8').trim();
+  }
+
+  async kill(): Promise<ExitInfo> {
+    if (this.running) this.child.kill('SIGKILL');
+    return this.exited;
+  }
+
+  async stop(timeoutMs = 20_000): Promise<ExitInfo & { forced: boolean }> {
+    if (!this.running) return { ...(await this.exited), forced: false };
+    this.child.kill('SIGTERM');
+    let timer: NodeJS.Timeout | undefined;
+    const forced = await Promise.race([
+      this.exited.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    if (forced) this.child.kill('SIGKILL');
+    return { ...(await this.exited), forced };
+  }
+
+  static async start(opts: WitnessOptions): Promise<WitnessProcess> {
+    if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
+    const started = performance.now();
+    const args = [MAIN_JS, 'witness', '--policy', opts.policyFile, '--data', opts.dataDir, '--listen', opts.listen ?? '127.0.0.1:0'];
+    if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
+    if (opts.schema) args.push('--schema', opts.schema);
+    args.push(...(opts.args ?? []));
+    const env = { ...process.env };
+    delete env.DATABASE_URL;
+    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(child);
+    child.once('exit', () => live.delete(child));
+    const out = { text: '' };
+    const append = (chunk: Buffer) => {
+      out.text += chunk.toString('utf8');
+      if (out.text.length > MAX_OUTPUT) out.text = out.text.slice(-MAX_OUTPUT);
+    };
+    child.stderr!.on('data', append);
+    let lineBuf = '';
+    const timeoutMs = opts.startTimeoutMs ?? 90_000;
+    const listening = new Promise<string>((resolveUrl, reject) => {
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`witness did not start within ${timeoutMs} ms; output:\n${out.text}`));
+      }, timeoutMs);
+      child.stdout!.on('data', (chunk: Buffer) => {
+        append(chunk);
+        lineBuf += chunk.toString('utf8');
+        const m = /glasslog witness: listening on (http:\/\/\S+)\n/.exec(lineBuf);
+        if (m) {
+          clearTimeout(timer);
+          lineBuf = '';
+          resolveUrl(m[1]!);
+        }
+      });
+      child.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new StartError(`witness exited before listening (code ${code}, signal ${signal}); output:\n${out.text}`, out.text));
+      });
+      child.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    listening.catch(() => undefined);
+    const url = await listening;
+    const wp = new WitnessProcess(child, opts, out, url);
+    wp.startMs = performance.now() - started;
+    return wp;
+  }
+
+  /** Starts a witness, retrying while a killed predecessor's lock (Postgres advisory lock, data dir) is still held. */
+  static async startRetrying(opts: WitnessOptions, retryForMs = 20_000): Promise<WitnessProcess> {
+    const deadline = Date.now() + retryForMs;
+    for (;;) {
+      try {
+        return await WitnessProcess.start(opts);
+      } catch (err) {
+        const busy = err instanceof StartError && /already running|in use by process|EADDRINUSE/.test(err.output);
+        if (!busy || Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+}
