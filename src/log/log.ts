@@ -21,7 +21,7 @@ import { EMPTY_EDGE, edgeFromTiles, edgeRootHash, integrate, type TreeEdge } fro
 import { TILE_WIDTH, levelSpan, tilesNeeded, tileWidthAt } from '../core/tile.js';
 import { formatTlogProof } from '../core/tlog-proof.js';
 import { proveConsistency, proveInclusion, type NodeReader, type RangeMemo } from '../core/tree.js';
-import { signNote, type NoteSigner } from '../note/note.js';
+import { formatNote, parseNote, signNote, type NoteSigner } from '../note/note.js';
 import type { LogStore, StoredCheckpoint } from '../storage/types.js';
 import { Counter, Gauge, Histogram, Registry } from '../metrics.js';
 import { TileCache, TileMissError } from './tile-cache.js';
@@ -158,6 +158,7 @@ export class Log {
   private witnessedSize = -1;
   /** Submission times of integrated entries not yet published, oldest first. */
   private unpublished: Array<{ index: number; submittedAt: number }> = [];
+  private readonly sequencedListeners: Array<() => void> = [];
   private readonly tiles: TileCache;
   private readonly bundles = new Map<number, { data: Uint8Array; width: number }>();
 
@@ -254,7 +255,8 @@ export class Log {
     }
     const latest = await store.latestCheckpoint();
     if (latest !== null && latest.treeSize >= this.edge.size) {
-      this.latest = this.signed = latest;
+      this.latest = latest;
+      this.signed = this.logSigned(latest);
     } else if (this.witnessing?.failClosed && this.edge.size > 0) {
       // Fail-closed: the new checkpoint waits for its quorum in the witness loop. A log
       // that never published starts from the empty tree, which needs no witness.
@@ -327,6 +329,27 @@ export class Log {
   /** The latest published checkpoint. */
   checkpoint(): StoredCheckpoint {
     return this.latest;
+  }
+
+  /** Entries sequenced so far: the next index to assign. */
+  sequencedSize(): number {
+    return this.nextIndex;
+  }
+
+  /** Sequenced entries [from, to), published or not (for layers that index the log). */
+  async sequencedEntries(from: number, to: number): Promise<Uint8Array[]> {
+    if (from < 0 || to > this.nextIndex || from > to) throw new RangeError(`[${from}, ${to}) is not within the ${this.nextIndex} sequenced entries`);
+    return from === to ? [] : this.store.readEntries(from, to);
+  }
+
+  /** Calls `fn` after every sequencing transaction (for layers that index the log). */
+  onSequenced(fn: () => void): void {
+    this.sequencedListeners.push(fn);
+  }
+
+  /** Resolves once entry `index` is covered by the published checkpoint. */
+  async waitForPublished(index: number): Promise<void> {
+    await this.waitPublished(index);
   }
 
   /** Whether the log is accepting writes (no fatal error, not closed). */
@@ -438,6 +461,7 @@ export class Log {
         for (const w of p.waiters) settle(w, index, p.leafHash);
       }
       this.queueSignal.notify();
+      for (const fn of this.sequencedListeners) fn();
     }
   }
 
@@ -493,7 +517,9 @@ export class Log {
   private async witnessLoop(): Promise<void> {
     const w = this.witnessing!;
     while (!this.fatal) {
-      const target = w.failClosed ? this.signed : this.latest;
+      // The checkpoint as the log signed it: a fail-open `latest` may already carry
+      // cosignatures, which are not the log's to resend.
+      const target = this.signed;
       if (target.treeSize === this.witnessedSize || (w.failClosed && target.treeSize === this.latest.treeSize)) {
         if (this.closed) break;
         await this.witnessSignal.wait();
@@ -549,6 +575,13 @@ export class Log {
     for (const t of r.tiles) this.tiles.put(t.coord.level as number, t.coord.index, t.data);
     this.edge = r.edge;
     this.rootHash = r.rootHash;
+  }
+
+  /** The checkpoint with the log's own signature only (a stored one may carry cosignatures). */
+  private logSigned(cp: StoredCheckpoint): StoredCheckpoint {
+    const { text, signatures } = parseNote(cp.note);
+    const own = signatures.filter((sig) => sig.name === this.signer.name && sig.keyId === this.signer.keyId);
+    return own.length === signatures.length ? cp : { treeSize: cp.treeSize, note: formatNote(text, own) };
   }
 
   /** Signs a checkpoint for the integrated tree. */
