@@ -5,3 +5,4 @@
  */
 export * from './policy.js';
 export * from './evidence.js';
+export * from './receipt.js';

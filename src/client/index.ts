@@ -1,0 +1,7 @@
+/**
+ * @module
+ * Clients that need nothing but `fetch` (Node and browsers): the agent client that builds,
+ * signs, submits and verifies agent entries, and a tlog-tiles reader.
+ */
+export * from './agent.js';
+export * from './tile-client.js';
