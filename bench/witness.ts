@@ -75,24 +75,31 @@ class VirtualTree {
 }
 
 /**
- * Sizes s0 < s1 < … around 2^39 whose successive consistency proofs have exactly `hashes`
- * hashes. The proof length is a function of the two sizes alone (a dry run with dummy hashes
- * measures it); the step size adapts until the length is right.
+ * Sizes s0 < s1 < … from about 2^39 whose successive consistency proofs have exactly
+ * `hashes` hashes. The proof length is a function of the two sizes alone (a dry run with
+ * dummy hashes measures it), so random steps are tried until one has the right length. A
+ * chain is kept short (the bench spreads its requests over many logs): as the size grows
+ * its bit pattern can rule a given length out.
  */
-function sizesWithProofLength(count: number, hashes: number): number[] {
+function sizesWithProofLength(count: number, hashes: number, seed: number): number[] {
   const zero = new Uint8Array(32);
   const dry: NodeReader = () => zero;
-  const sizes = [2 ** 39 + 0x2d2d2d2d2d];
-  let x = 1;
-  let bits = 16;
+  let x = seed;
+  const rand = () => (x = (x * 48271) % 2147483647) / 2147483647;
+  let sizes = [2 ** 39 + Math.floor(rand() * 2 ** 38)];
+  let misses = 0;
   while (sizes.length < count + 1) {
     const m = sizes[sizes.length - 1]!;
-    x = (x * 48271) % 2147483647;
-    const n = m + 1 + (x % 2 ** bits);
-    const length = proveConsistency(m, n, dry).length;
-    if (length === hashes) sizes.push(n);
-    else if (length < hashes) bits = Math.min(bits + 1, 30);
-    else bits = Math.max(bits - 1, 1);
+    // A random step of 1 to 2^38: short steps give short proofs when m has few high bits
+    // set, long ones when it has many. A size whose bits rule the length out: start over.
+    const n = m + 1 + Math.floor(rand() * 2 ** (1 + Math.floor(rand() * 38)));
+    if (proveConsistency(m, n, dry).length === hashes) {
+      sizes.push(n);
+      misses = 0;
+    } else if (++misses > 5000) {
+      sizes = [2 ** 39 + Math.floor(rand() * 2 ** 38)];
+      misses = 0;
+    }
   }
   return sizes;
 }
@@ -152,33 +159,47 @@ async function baselines(): Promise<{ ed25519VerifyUs: number; ed25519SignUs: nu
   return { ed25519VerifyUs, ed25519SignUs, sha256Us, upsertMs: stats(times).p50 };
 }
 
-async function addCheckpointLatency(): Promise<{ p50: number; p99: number; max: number; proofHashes: number }> {
-  const origin = 'bench.example/log';
-  const logKey = generateKey(origin);
-  const signer = newSigner(logKey.skey, nodeEd25519);
+async function addCheckpointLatency(): Promise<{ p50: number; p99: number; max: number; proofHashes: number; logs: number }> {
+  // The requests are spread over many logs, as a witness serves many; each log pushes its
+  // checkpoints in order, as tlog-witness expects.
+  const PER_LOG = 20;
+  const logs = Math.ceil(REQUESTS / PER_LOG);
   const witnessDir = mkdtempSync(join(tmpdir(), 'glasslog-bench-w-'));
+  const plans = Array.from({ length: logs }, (_, i) => {
+    const origin = `bench${i}.example/log`;
+    const key = generateKey(origin);
+    const sizes = sizesWithProofLength(PER_LOG, PROOF_HASHES, 1 + i * 7919);
+    return { origin, key, signer: newSigner(key.skey, nodeEd25519), sizes, tree: new VirtualTree(sizes) };
+  });
   const policy = join(witnessDir, 'policy');
-  writeFileSync(policy, `log ${logKey.vkey}\n`);
+  writeFileSync(policy, plans.map((p) => `log ${p.key.vkey}\n`).join(''));
   const w = await startProcess('witness', { databaseUrl, dataDir: witnessDir, args: ['--policy', policy, '--gossip-interval', '0', '--pull-interval', '0'] });
   try {
-    const sizes = sizesWithProofLength(REQUESTS, PROOF_HASHES);
-    const tree = new VirtualTree(sizes);
-    const note = (size: number) => signNote(formatCheckpoint({ origin, treeSize: size, rootHash: rootHash(size, tree.node), extensions: [] }), [signer]);
     const post = async (body: string) => {
       const res = await fetch(`${w.url}/add-checkpoint`, { method: 'POST', body });
       const text = await res.text();
       if (res.status !== 200) throw new Error(`add-checkpoint: ${res.status} ${text}`);
     };
-    await post(formatAddCheckpoint({ oldSize: 0, proof: [], checkpoint: note(sizes[0]!) }));
-    // Requests are prepared first so only the witness is timed.
-    const bodies = sizes.slice(1).map((n, i) => formatAddCheckpoint({ oldSize: sizes[i]!, proof: proveConsistency(sizes[i]!, n, tree.node), checkpoint: note(n) }));
+    const note = (p: (typeof plans)[number], size: number) =>
+      signNote(formatCheckpoint({ origin: p.origin, treeSize: size, rootHash: rootHash(size, p.tree.node), extensions: [] }), [p.signer]);
+    // First contact (no proof) is not timed; requests are prepared first so only the
+    // witness is timed.
+    for (const p of plans) await post(formatAddCheckpoint({ oldSize: 0, proof: [], checkpoint: note(p, p.sizes[0]!) }));
+    const bodies: string[] = [];
+    for (let k = 1; k <= PER_LOG; k++) {
+      for (const p of plans) {
+        const proof = proveConsistency(p.sizes[k - 1]!, p.sizes[k]!, p.tree.node);
+        if (proof.length !== PROOF_HASHES) throw new Error(`proof of ${proof.length} hashes`);
+        bodies.push(formatAddCheckpoint({ oldSize: p.sizes[k - 1]!, proof, checkpoint: note(p, p.sizes[k]!) }));
+      }
+    }
     const times: number[] = [];
     for (const body of bodies) {
       const t0 = performance.now();
       await post(body);
       times.push(performance.now() - t0);
     }
-    return { ...stats(times.slice(Math.min(50, times.length >> 2))), proofHashes: PROOF_HASHES };
+    return { ...stats(times), proofHashes: PROOF_HASHES, logs };
   } finally {
     await w.stop();
     rmSync(witnessDir, { recursive: true, force: true });
@@ -242,7 +263,7 @@ const implied = base.ed25519VerifyUs / 1000 + base.ed25519SignUs / 1000 + ((PROO
 console.log(`baseline: Ed25519 verify ${base.ed25519VerifyUs.toFixed(1)} µs, sign ${base.ed25519SignUs.toFixed(1)} µs, SHA-256 node ${base.sha256Us.toFixed(2)} µs (node:crypto)`);
 console.log(`baseline: crypto implied by one add-checkpoint ${ms(implied)}; one durable upsert p50 ${ms(base.upsertMs)}`);
 const add = await addCheckpointLatency();
-console.log(`add-checkpoint, ${add.proofHashes}-hash proofs, ${REQUESTS} sequential requests: p50 ${ms(add.p50)}, p99 ${ms(add.p99)}, max ${ms(add.max)}`);
+console.log(`add-checkpoint, ${add.proofHashes}-hash proofs, ${REQUESTS} sequential requests over ${add.logs} logs: p50 ${ms(add.p50)}, p99 ${ms(add.p99)}, max ${ms(add.max)}`);
 const plain = await timeToReceipt(false);
 console.log(`time to receipt, no witnesses, ${WRITES} sequential writes: p50 ${ms(plain.p50)}, p99 ${ms(plain.p99)}`);
 const witnessed = await timeToReceipt(true);

@@ -74,6 +74,11 @@ export class Witness {
   private readonly now: () => number;
   private readonly onAlarm: (alarm: Alarm) => void;
   private readonly tiles: (log: PolicyLog) => TileClient | undefined;
+  /**
+   * The stored checkpoint per origin. This process holds the store's witness lock, so
+   * only it writes; the cache is dropped for an origin whenever a compare-and-swap fails.
+   */
+  private readonly cache = new Map<string, WitnessCheckpoint>();
   /** Origins with open fork evidence: refused until an operator resolves them. */
   private readonly quarantined = new Set<string>();
   private readonly mRequests: Counter;
@@ -198,7 +203,7 @@ export class Witness {
     if (this.quarantined.has(origin)) {
       throw new ForbiddenError(`this witness holds fork evidence against ${quote(origin)} and cosigns none of its checkpoints until an operator resolves it`);
     }
-    const stored = await this.store.latest(origin);
+    const stored = await this.stored(origin);
     const storedSize = stored?.treeSize ?? 0;
     if (req.oldSize !== storedSize) throw new SizeConflictError(`old size ${req.oldSize} is not ${storedSize}, the size this witness last cosigned`, storedSize);
     if (cp.treeSize === 0 && !equalBytes(cp.rootHash, EMPTY_ROOT)) throw new VerificationError('a checkpoint of size 0 must have the empty-tree root');
@@ -226,6 +231,8 @@ export class Witness {
       note: formatNote(parsed.text, [...parseNote(note).signatures, line]),
     };
     const r = await this.store.compareAndSwap(stored ? { treeSize: stored.treeSize, rootHash: stored.rootHash } : null, next);
+    if (r.stored) this.cache.set(origin, next);
+    else this.cache.delete(origin);
     if (!r.stored) {
       const size = r.current?.treeSize ?? 0;
       throw new SizeConflictError(`another request moved this witness to size ${size} first`, size);
@@ -297,6 +304,17 @@ export class Witness {
     }
   }
 
+  private async stored(origin: string): Promise<WitnessCheckpoint | null> {
+    const hit = this.cache.get(origin);
+    if (hit) return hit;
+    const cp = await this.store.latest(origin);
+    if (cp) {
+      if (this.cache.size >= 10_000) this.cache.clear();
+      this.cache.set(origin, cp);
+    }
+    return cp;
+  }
+
   /** The log whose origin hashes to `hash`. @throws {NotFoundError} */
   private logByHash(hash: string): PolicyLog {
     const log = this.byHash.get(hash);
@@ -307,14 +325,14 @@ export class Witness {
   /** GET <hash>/checkpoint: the latest checkpoint cosigned for the log. @throws {NotFoundError} */
   async monitorCheckpoint(hash: string): Promise<string> {
     const log = this.logByHash(hash);
-    const cp = await this.store.latest(log.origin);
+    const cp = await this.stored(log.origin);
     if (!cp) throw new NotFoundError(`this witness has not cosigned a checkpoint for ${quote(log.origin)}`);
     return cp.note;
   }
 
   /** The latest verified checkpoint this witness holds for an origin, or null. */
   async latest(origin: string): Promise<SignedCheckpoint | null> {
-    const cp = await this.store.latest(origin);
+    const cp = await this.stored(origin);
     return cp ? { note: cp.note, checkpoint: checkpointOf(cp.note) } : null;
   }
 
