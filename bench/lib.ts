@@ -54,7 +54,9 @@ export async function startProcess(
 ): Promise<Server> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `glasslog-bench-${command}-`));
   const schema = benchSchema(command === 'serve' ? 'log' : 'witness');
-  const args = ['dist/cli/main.js', command, '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])];
+  // GLASSLOG_BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server.
+  const nodeArgs = (process.env.GLASSLOG_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = [...nodeArgs, 'dist/cli/main.js', command, '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl, '--schema', schema);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL: '' } });
   let out = '';

@@ -31,10 +31,12 @@ const ALLOWED: Record<string, (t: string, file: string) => boolean> = {
   note: (t, file) => t === 'src/core' || t === 'src/note' || t === '@noble/hashes' || t === '@noble/ed25519' || (t === 'node:' && file.endsWith('ed25519-node.ts')),
   storage: (t) => ['src/core', 'src/storage', 'postgres', '@electric-sql/pglite', '@electric-sql/pglite-socket', 'node:'].includes(t),
   verify: (t) => ['src/core', 'src/note', 'src/verify', '@noble/hashes', '@noble/ed25519'].includes(t),
-  client: (t) => ['src/core', 'src/note', 'src/verify', 'src/client'].includes(t),
+  entry: (t) => ['src/core', 'src/note', 'src/entry', 'cbor-x', '@noble/hashes', '@noble/ed25519'].includes(t),
+  client: (t) => ['src/core', 'src/note', 'src/verify', 'src/entry', 'src/client'].includes(t),
+  audit: (t) => ['src/core', 'src/note', 'src/entry', 'src/log', 'src/storage', 'src/audit', 'src/metrics.ts', 'node:'].includes(t),
   log: (t) => ['src/core', 'src/note', 'src/storage', 'src/log', 'src/metrics.ts'].includes(t),
   witness: (t) => ['src/core', 'src/note', 'src/verify', 'src/client', 'src/storage', 'src/witness', 'src/metrics.ts', '@noble/hashes'].includes(t),
-  http: (t) => ['src/core', 'src/log', 'src/witness', 'src/http', 'src/metrics.ts', 'hono', '@hono/node-server', 'node:'].includes(t),
+  http: (t) => ['src/core', 'src/entry', 'src/log', 'src/audit', 'src/witness', 'src/http', 'src/metrics.ts', 'hono', '@hono/node-server', 'node:'].includes(t),
 };
 
 describe('import direction', () => {

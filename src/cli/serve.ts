@@ -15,7 +15,11 @@ import { newSigner } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
 import { listenHttp, loadOrCreateToken, onSignals, parseListen, positiveInt } from './common.js';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
-import { openPostgresLogStore, PostgresLogStore, schemaConnection } from '../storage/postgres.js';
+import { PostgresLogStore, schemaConnection } from '../storage/postgres.js';
+import { PostgresAuditStore } from '../storage/audit-store.js';
+import { Access } from '../audit/access.js';
+import { AuditLog } from '../audit/audit.js';
+import { VerifyPool } from '../audit/verify-pool.js';
 
 const HELP = `Usage: glasslog serve [options]
 
@@ -53,6 +57,9 @@ Options:
                           publish (and answer writes) only once the quorum
                           cosigned
   --witness-timeout-ms <ms>  per add-checkpoint request (default 5000)
+  --agent-rate <n>        agent entries per second each agent may write (default
+                          2000); beyond it writes get 429 with Retry-After
+  --agent-burst <n>       the burst above that rate (default twice the rate)
   -h, --help              this text
 `;
 
@@ -120,6 +127,8 @@ export async function serveCommand(args: string[]): Promise<number> {
       policy: { type: 'string' },
       'witness-mode': { type: 'string', default: 'fail-open' },
       'witness-timeout-ms': { type: 'string' },
+      'agent-rate': { type: 'string' },
+      'agent-burst': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -138,6 +147,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const witnessMode = values['witness-mode'];
   if (witnessMode !== 'fail-open' && witnessMode !== 'fail-closed') throw new Error(`--witness-mode must be fail-open or fail-closed, got ${JSON.stringify(witnessMode)}`);
   const witnessTimeoutMs = positiveInt(values['witness-timeout-ms'], 'witness-timeout-ms', 5000);
+  const agentRate = positiveInt(values['agent-rate'], 'agent-rate', 2000);
+  const agentBurst = positiveInt(values['agent-burst'], 'agent-burst', 2 * agentRate);
   const policy = values.policy ? readWitnessPolicy(resolve(values.policy)) : undefined;
 
   const data = resolve(values.data);
@@ -149,13 +160,18 @@ export async function serveCommand(args: string[]): Promise<number> {
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
   let embedded: EmbeddedPostgres | undefined;
   let store: PostgresLogStore;
+  let auditStore: PostgresAuditStore;
   if (databaseUrl) {
-    store = openPostgresLogStore(databaseUrl, { schema: values.schema, max: 4 });
+    const sql = postgres(databaseUrl, { max: 4, onnotice: () => undefined, connection: schemaConnection(values.schema) });
+    store = new PostgresLogStore(sql, { schema: values.schema });
+    auditStore = new PostgresAuditStore(sql, { schema: values.schema });
   } else {
     embedded = await startEmbeddedPostgres(join(data, 'pglite'));
     const sql = postgres({ ...embedded.connectionOptions, max: 1, onnotice: () => undefined, connection: schemaConnection(values.schema) });
     const emb = embedded;
-    store = new PostgresLogStore(sql, { schema: values.schema, advisoryLock: false, singleSession: true, afterCommit: () => emb.sync() });
+    const options = { schema: values.schema, singleSession: true, afterCommit: () => emb.sync() };
+    store = new PostgresLogStore(sql, { ...options, advisoryLock: false });
+    auditStore = new PostgresAuditStore(sql, options);
   }
 
   const metrics = new Registry();
@@ -195,7 +211,17 @@ export async function serveCommand(args: string[]): Promise<number> {
     throw err;
   }
 
-  const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize });
+  const pool = new VerifyPool();
+  let audit: AuditLog;
+  try {
+    audit = await AuditLog.open({ log, store: auditStore, logSkey: skey, pool, rate: { perSecond: agentRate, burst: agentBurst } });
+  } catch (err) {
+    await log.close().catch(() => undefined);
+    await embedded?.close().catch(() => undefined);
+    throw err;
+  }
+  const access = new Access(auditStore, [token]);
+  const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize, audit: { audit, access } });
   const listener = withCachedTiles(log, getRequestListener(app.fetch));
   const server = await listenHttp(listener, listen);
   console.log(`glasslog: origin ${origin}`);
@@ -212,7 +238,13 @@ export async function serveCommand(args: string[]): Promise<number> {
     console.log(`glasslog: ${signal}: shutting down`);
     // Drain: what is already submitted is sequenced, integrated and published; writes
     // arriving from now on get 503 "shutting down".
-    await server.stop(() => log.close());
+    await server.stop(async () => {
+      // Writers still waiting for the index are told to retry (503); their entries are
+      // sequenced, and a retry is answered as a duplicate once the index catches up.
+      await audit.close();
+      await log.close();
+      await pool.close();
+    });
     await embedded?.close();
   });
   return -1; // keep running

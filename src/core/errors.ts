@@ -14,6 +14,8 @@ export type TlogErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'PUSHBACK'
+  | 'RATE_LIMITED'
+  | 'GONE'
   | 'FATAL'
   | 'STORAGE';
 
@@ -95,6 +97,22 @@ export class PushbackError extends TlogError {
   constructor(message: string, retryAfterSeconds = 1) {
     super('PUSHBACK', message);
     this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** A caller exceeded its rate limit; retry after `retryAfterSeconds`. */
+export class RateLimitedError extends TlogError {
+  readonly retryAfterSeconds: number;
+  constructor(message: string, retryAfterSeconds = 1) {
+    super('RATE_LIMITED', message);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}
+
+/** Something that existed and was deliberately removed (an erased payload). */
+export class GoneError extends TlogError {
+  constructor(message: string) {
+    super('GONE', message);
   }
 }
 

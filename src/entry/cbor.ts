@@ -18,7 +18,7 @@
  */
 import { Encoder } from 'cbor-x';
 import { MalformedError, TooLargeError } from '../core/errors.js';
-import { equalBytes, fromUtf8, utf8 } from '../core/encoding.js';
+import { fromUtf8, utf8 } from '../core/encoding.js';
 
 /** A value of the canonical CBOR data model (maps are plain objects with text keys). */
 export type CborValue =
@@ -320,8 +320,8 @@ class Parser {
  * (TooLargeError), empty or truncated input, trailing bytes, indefinite lengths,
  * non-shortest integer or length heads, floats, negative integers, integers over 2^53 − 1,
  * tags, null, undefined and other simple values, invalid UTF-8, non-text map keys,
- * duplicate or unsorted map keys, nesting deeper than {@link MAX_CBOR_DEPTH}, and finally
- * anything whose canonical re-encoding is not `bytes`.
+ * duplicate or unsorted map keys, and nesting deeper than {@link MAX_CBOR_DEPTH}: whatever
+ * it accepts is its own canonical encoding.
  *
  * Maps decode to objects with a null prototype (every key an own property, "__proto__" and
  * "toString" included, and nothing inherited), byte strings to fresh Uint8Arrays.
@@ -339,8 +339,9 @@ export function decodeCanonical(bytes: Uint8Array, what: string): CborValue {
   const p = new Parser(bytes, what);
   const v = p.item(0);
   if (p.pos !== bytes.length) p.fail(`${bytes.length - p.pos} trailing bytes`);
-  // Belt and braces: the parser already enforces every rule of §4.2.1, but the format's
-  // definition is "the bytes are encodeCanonical(value)", so check exactly that.
-  if (!equalBytes(encodeCanonical(v), bytes)) throw new MalformedError(`${what}: not in canonical form`);
+  // The parser enforces every rule of RFC 8949 §4.2.1 as it reads (shortest heads, definite
+  // lengths, keys in order and unique, the data-model subset), so the input is exactly
+  // encodeCanonical(v) without re-encoding it: the property tests hold the two to that, and
+  // re-encoding here cost a fifth of the server's CPU per signed entry.
   return v;
 }

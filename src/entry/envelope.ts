@@ -120,8 +120,13 @@ export function decodeEnvelope(leaf: Uint8Array): SignedEntry {
   if (!(entryBytes instanceof Uint8Array)) throw new MalformedError('envelope.entry: expected bytes');
   if (sig === undefined) throw new MalformedError('envelope.sig: missing');
   if (!(sig instanceof Uint8Array)) throw new MalformedError('envelope.sig: expected bytes');
-  // decodeCanonical made sure leaf is the canonical encoding, which envelope() rebuilds.
-  return envelope(entryBytes, sig);
+  if (sig.length !== ED25519_SIGNATURE_SIZE) {
+    throw new MalformedError(`envelope.sig: ${sig.length} bytes, want ${ED25519_SIGNATURE_SIZE}`);
+  }
+  // decodeCanonical made sure `leaf` is the canonical encoding of {entry, sig}: exactly
+  // what envelope() would rebuild, so it is kept rather than encoded again.
+  const bytes = new Uint8Array(leaf);
+  return { entry: decodeEntry(entryBytes), entryBytes, signature: sig, bytes, leafHash: leafHash(bytes) };
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import type { Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { PushbackError, TlogError, type TlogErrorCode } from '../core/errors.js';
+import { PushbackError, RateLimitedError, TlogError, type TlogErrorCode } from '../core/errors.js';
 
 const STATUS: Record<TlogErrorCode, ContentfulStatusCode> = {
   MALFORMED: 400,
@@ -15,6 +15,8 @@ const STATUS: Record<TlogErrorCode, ContentfulStatusCode> = {
   TOO_LARGE: 413,
   VERIFICATION_FAILED: 422,
   PUSHBACK: 503,
+  RATE_LIMITED: 429,
+  GONE: 410,
   FATAL: 503,
   STORAGE: 500,
 };
@@ -41,7 +43,7 @@ export function errorResponse(err: unknown, c: Context): Response {
   const message = status === 500 && !(err instanceof TlogError) ? 'internal error' : (err as Error).message;
   if (status >= 500 && !(err instanceof PushbackError)) console.error(`glasslog: ${c.req.method} ${c.req.path}: ${(err as Error)?.stack ?? String(err)}`);
   const headers: Record<string, string> = { 'Cache-Control': 'no-store' };
-  if (err instanceof PushbackError) headers['Retry-After'] = String(err.retryAfterSeconds);
+  if (err instanceof PushbackError || err instanceof RateLimitedError) headers['Retry-After'] = String(err.retryAfterSeconds);
   if (status === 401) headers['WWW-Authenticate'] = 'Bearer realm="glasslog"';
   return c.json({ error: { status, message } }, status, headers);
 }

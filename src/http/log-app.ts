@@ -12,6 +12,9 @@ import { HASH_SIZE } from '../core/hash.js';
 import { parseTilePath } from '../core/tile.js';
 import type { AddResult, Log, WaitFor } from '../log/log.js';
 import { Counter, Histogram } from '../metrics.js';
+import type { Access } from '../audit/access.js';
+import type { AuditLog } from '../audit/audit.js';
+import { mountAuditRoutes } from './audit-routes.js';
 import { requireBearer } from './auth.js';
 import { errorResponse, HttpError } from './errors.js';
 
@@ -21,6 +24,8 @@ export interface LogAppOptions {
   readonly writeTokens: readonly string[];
   /** Most entries in one batch request. */
   readonly maxBatchEntries?: number;
+  /** The agent audit layer (spec/agent-api.md); without it only raw entries are served. */
+  readonly audit?: { readonly audit: AuditLog; readonly access: Access };
 }
 
 export const IMMUTABLE = 'public, max-age=31536000, immutable';
@@ -200,6 +205,8 @@ export function createLogApp(opts: LogAppOptions): Hono {
     const proof = await log.consistencyProof(oldSize, newSize);
     return c.json({ oldSize, newSize, proof: proof.map(encodeBase64) });
   });
+
+  if (opts.audit) mountAuditRoutes(app, { ...opts.audit, denials, maxBatchEntries: Math.min(maxBatch, 1000) });
 
   // ---- operations ----
 
