@@ -20,11 +20,12 @@ import {
   FatalError,
   ForbiddenError,
   GoneError,
-  RateLimitedError,
   MalformedError,
   NotFoundError,
   PushbackError,
+  RateLimitedError,
   TlogError,
+  TooLargeError,
   VerificationError,
 } from '../core/errors.js';
 import { TILE_WIDTH, tileWidthAt } from '../core/tile.js';
@@ -95,7 +96,6 @@ export class AuditLog {
   readonly log: Log;
   private readonly store: AuditStore;
   private readonly logSkey: string;
-  private readonly logKeyId: number;
   private readonly logPublicKey: Uint8Array;
   private readonly pool: VerifyPool;
   private readonly now: () => number;
@@ -105,12 +105,15 @@ export class AuditLog {
   private readonly gate = new KeyedGate();
   private readonly registry = new Mutex();
   private readonly limiter: RateLimiter;
+  private readonly burst: number;
   /** Run entries checked and being sequenced or indexed, by (agent, run, seq). */
   private readonly inflight = new Map<string, { leafHash: Uint8Array; index: Promise<number> }>();
   /** Closes in flight, by (agent, run). */
   private readonly inflightClose = new Map<string, number>();
   private readonly pending = new Map<number, Pending>();
   private watermark = 0;
+  /** Counts indexing steps (see sequence()). */
+  private indexEpoch = 0;
   private indexWaiters: Array<{ size: number; resolve: () => void; reject: (e: unknown) => void }> = [];
   private wakeIndexer: (() => void) | undefined;
   private closed = false;
@@ -124,11 +127,11 @@ export class AuditLog {
     this.store = opts.store;
     this.logSkey = opts.logSkey;
     const vk = parseVerifierKey(opts.log.vkey);
-    this.logKeyId = vk.keyId;
     this.logPublicKey = vk.publicKey;
     this.pool = opts.pool;
     this.now = opts.now ?? Date.now;
-    this.limiter = new RateLimiter(opts.rate?.perSecond ?? 2000, opts.rate?.burst ?? 4000, this.now);
+    this.burst = opts.rate?.burst ?? 4000;
+    this.limiter = new RateLimiter(opts.rate?.perSecond ?? 2000, this.burst, this.now);
     const m = opts.metrics ?? opts.log.metrics;
     this.mEntries = m.register(new Counter('glasslog_agent_entries_total', 'Agent entries appended, by type'));
     this.mRejected = m.register(new Counter('glasslog_agent_entries_rejected_total', 'Agent entry submissions refused, by reason'));
@@ -174,7 +177,17 @@ export class AuditLog {
     this.checkOpen();
     if (subs.length === 0) throw new MalformedError('no entries');
     const items = subs.map((s, i) => this.decodeSubmission(agent, s, i));
+    // Entries already logged with these very bytes are answered as duplicates whatever
+    // happened to the agent's key since (their signature was checked at their index), so a
+    // retry of a write whose answer was lost never turns into a refusal.
+    const logged = new Set<string>();
+    for (const r of await this.store.findRunEntries(items.map(({ entry }) => ({ agent, run: entry.run, seq: entry.seq })))) {
+      const i = items.findIndex(({ entry, signed }) => entry.run === r.run && entry.seq === r.seq && equalBytes(signed.leafHash, r.leafHash));
+      if (i >= 0) logged.add(seqKey(agent, r.run!, r.seq!));
+    }
+    const toCheck = items.map((x, position) => ({ ...x, position })).filter(({ entry }) => !logged.has(seqKey(agent, entry.run, entry.seq)));
     const results = await this.gate.shared(agent, async () => {
+      if (toCheck.length === 0) return this.sequence(agent, items);
       const key = this.keys.current(agent);
       if (!key) {
         const periods = this.keys.periods(agent);
@@ -182,7 +195,7 @@ export class AuditLog {
         const last = periods[periods.length - 1]!;
         throw this.reject('revoked', new ForbiddenError(`agent ${quote(agent)} has no valid key: ${last.vkey.split('+')[1]} was revoked at index ${last.until}`));
       }
-      await this.checkSignatures(agent, key, items);
+      await this.checkSignatures(agent, key, toCheck);
       return this.sequence(agent, items);
     });
     const max = results.reduce((m, r) => Math.max(m, r.index), -1);
@@ -202,14 +215,14 @@ export class AuditLog {
     const entry = signed.entry;
     if (!isRunEntry(entry)) throw this.reject('malformed', new MalformedError(`${at}: an agent cannot submit a ${quote(entry.type)} entry (only event and run.close)`));
     if (entry.agent !== agent) throw this.reject('wrong_agent', new ForbiddenError(`${at} is an entry of agent ${quote(entry.agent)}, not of ${quote(agent)}`));
-    const committed = entry.type === 'event' ? (entry.payloads ?? {}) : {};
-    const given = s.payloads ?? {};
-    for (const name of Object.keys(given)) {
-      if (!(name in committed)) throw this.reject('payload', new MalformedError(`${at}: payload ${quote(name)} is not committed to by the entry`));
+    const committed = new Map(Object.entries(entry.type === 'event' ? (entry.payloads ?? {}) : {}));
+    const given = new Map(Object.entries(s.payloads ?? {}));
+    for (const name of given.keys()) {
+      if (!committed.has(name)) throw this.reject('payload', new MalformedError(`${at}: payload ${quote(name)} is not committed to by the entry`));
     }
     const payloads: PayloadRow[] = [];
-    for (const [name, commitment] of Object.entries(committed)) {
-      const p = given[name];
+    for (const [name, commitment] of committed) {
+      const p = given.get(name);
       if (!p) throw this.reject('payload', new MalformedError(`${at}: the entry commits to payload ${quote(name)}, which the request does not carry`));
       if (p.salt.length !== PAYLOAD_SALT_SIZE) throw this.reject('payload', new MalformedError(`${at}: the salt of payload ${quote(name)} must be ${PAYLOAD_SALT_SIZE} bytes, got ${p.salt.length}`));
       if (!equalBytes(payloadCommitment(p.salt, p.data), commitment)) {
@@ -221,11 +234,12 @@ export class AuditLog {
   }
 
   /** Signatures on all cores; a signature by an ended key is told apart from a bad one. */
-  private async checkSignatures(agent: string, key: KeyPeriod, items: ReadonlyArray<{ signed: SignedEntry }>): Promise<void> {
+  private async checkSignatures(agent: string, key: KeyPeriod, items: ReadonlyArray<{ signed: SignedEntry; position: number }>): Promise<void> {
     const ok = await this.pool.verify(items.map((x) => ({ publicKey: key.publicKey, message: entrySigningMessage(x.signed.entryBytes), signature: x.signed.signature })));
-    const bad = ok.findIndex((v) => !v);
-    if (bad < 0) return;
-    const s = items[bad]!.signed;
+    const b = ok.findIndex((v) => !v);
+    if (b < 0) return;
+    const s = items[b]!.signed;
+    const bad = items[b]!.position;
     for (const p of this.keys.periods(agent)) {
       if (p === key || p.until === null) continue;
       if ((await this.pool.verify([{ publicKey: p.publicKey, message: entrySigningMessage(s.entryBytes), signature: s.signature }]))[0]) {
@@ -245,13 +259,23 @@ export class AuditLog {
       lookups.push({ agent, run: entry.run, seq: entry.seq });
       if (entry.seq > 0) lookups.push({ agent, run: entry.run, seq: entry.seq - 1 });
     }
+    // An entry leaves `inflight` only after the index holds it. A read of the index that
+    // overlapped an indexing step may have missed an entry that has since left `inflight`,
+    // so such a read is repeated: what it returns plus `inflight` is then complete.
     const stored = new Map<string, AuditRow>();
-    for (const r of await this.store.findRunEntries(lookups)) stored.set(seqKey(r.agent!, r.run!, r.seq!), r);
     const closes = new Map<string, number | null>();
-    for (const { entry } of items) {
-      const k = runKey(agent, entry.run);
-      if (!closes.has(k)) closes.set(k, this.inflightClose.get(k) ?? (await this.store.runClose(agent, entry.run)));
+    for (;;) {
+      const epoch = this.indexEpoch;
+      stored.clear();
+      closes.clear();
+      for (const r of await this.store.findRunEntries(lookups)) stored.set(seqKey(r.agent!, r.run!, r.seq!), r);
+      for (const { entry } of items) {
+        const k = runKey(agent, entry.run);
+        if (!closes.has(k)) closes.set(k, await this.store.runClose(agent, entry.run));
+      }
+      if (epoch === this.indexEpoch) break;
     }
+    for (const k of closes.keys()) if (closes.get(k) === null && this.inflightClose.has(k)) closes.set(k, this.inflightClose.get(k)!);
 
     const batch = new Map<string, Uint8Array>();
     const out: Array<SubmitResult | { position: number }> = [];
@@ -292,6 +316,9 @@ export class AuditLog {
       batch.set(k, signed.leafHash);
       out.push({ position: i });
       fresh.push(items[i]!);
+    }
+    if (fresh.length > this.burst) {
+      throw this.reject('rate', new TooLargeError(`${fresh.length} new entries in one request exceed agent ${quote(agent)}'s burst of ${this.burst}; send smaller batches`));
     }
     if (fresh.length > 0) {
       const wait = this.limiter.take(agent, fresh.length);
@@ -402,7 +429,7 @@ export class AuditLog {
     });
   }
 
-  private registryChange(agent: string, build: () => Entry): Promise<{ index: number; leafHash: Uint8Array }> {
+  private async registryChange(agent: string, build: () => Entry): Promise<{ index: number; leafHash: Uint8Array }> {
     this.checkOpen();
     return this.registry.run(() =>
       this.gate.exclusive(agent, async () => {
@@ -487,6 +514,7 @@ export class AuditLog {
 
   private advance(from: number, to: number): void {
     this.watermark = to;
+    this.indexEpoch++;
     for (let i = from; i < to; i++) this.pending.delete(i);
     const keep: typeof this.indexWaiters = [];
     for (const w of this.indexWaiters) (w.size <= to ? w.resolve() : keep.push(w));
@@ -503,7 +531,10 @@ export class AuditLog {
     const keyEnds: Array<{ agent: string; vkey: string; until: number; endedBy: 'rotated' | 'revoked' }> = [];
     const payloads: PayloadRow[] = [];
     const erasures: Array<{ index: number; name: string; erasedBy: number }> = [];
-    // Entries read back (after a crash, or appended raw) are checked again before they count.
+    // Entries read back (after a crash, or appended raw) are checked again before they
+    // count, in index order: a registry entry decides which key the entries after it must be
+    // signed with, so registry entries are checked and applied first, then run entries
+    // against the key history as of their own index.
     const unchecked: Array<{ index: number; signed: SignedEntry }> = [];
     const checked = new Map<number, SignedEntry>();
     for (let i = from; i < to; i++) {
@@ -519,16 +550,51 @@ export class AuditLog {
         // Not an agent entry (an opaque entry appended through /v1/entries): no row.
       }
     }
-    for (const { index, signed } of unchecked) if (await this.verifyAt(index, signed)) checked.set(index, signed);
+    for (const { index, signed } of unchecked) {
+      const e = signed.entry;
+      if (isRunEntry(e)) continue;
+      if (!(await this.verifyWith(this.logPublicKey, signed))) continue;
+      if (e.type !== 'payload.erase' && index > this.keysApplied) {
+        try {
+          this.keys.apply(index, e);
+        } catch (err) {
+          console.error(`glasslog: entry ${index} is a registry entry the key history refuses (${(err as Error).message}); not indexed`);
+          continue;
+        }
+        this.keysApplied = index;
+      }
+      checked.set(index, signed);
+    }
+    const runs = unchecked.filter(({ signed }) => isRunEntry(signed.entry));
+    const keyOf = (index: number, e: RunEntry) => this.keys.keyAt(e.agent, index);
+    const withKey = runs.filter(({ index, signed }) => keyOf(index, signed.entry as RunEntry) !== null);
+    const ok = await this.pool.verify(
+      withKey.map(({ index, signed }) => ({ publicKey: keyOf(index, signed.entry as RunEntry)!.publicKey, message: entrySigningMessage(signed.entryBytes), signature: signed.signature }))
+    );
+    // A run entry read back whose (agent, run, seq) the index or an earlier entry of the
+    // range already holds is a second version (appended raw): the first one stands.
+    const valid = withKey.filter((_, j) => ok[j]);
+    const taken = new Set<string>();
+    for (const r of await this.store.findRunEntries(valid.map(({ signed }) => signed.entry as RunEntry).map((e) => ({ agent: e.agent, run: e.run, seq: e.seq })))) {
+      taken.add(seqKey(r.agent!, r.run!, r.seq!));
+    }
+    const readBack = new Map(valid.map((v) => [v.index, v.signed]));
+    for (let i = from; i < to; i++) {
+      const e = (this.pending.get(i)?.signed ?? readBack.get(i))?.entry;
+      if (!e || !isRunEntry(e)) continue;
+      const k = seqKey(e.agent, e.run, e.seq);
+      if (taken.has(k) && readBack.has(i)) {
+        console.error(`glasslog: entry ${i} repeats seq ${e.seq} of run ${quote(e.run)} of agent ${quote(e.agent)}; not indexed`);
+        continue;
+      }
+      taken.add(k);
+      const back = readBack.get(i);
+      if (back) checked.set(i, back);
+    }
     for (let i = from; i < to; i++) {
       const s = checked.get(i);
       if (!s) continue;
       const e = s.entry;
-      if (!isRunEntry(e) && e.type !== 'payload.erase' && i > this.keysApplied) {
-        // A registry entry the index has not seen applied (recovery): apply it now.
-        this.keys.apply(i, e);
-        this.keysApplied = i;
-      }
       if (e.type === 'agent.register' || e.type === 'agent.rotate' || e.type === 'agent.revoke') {
         for (const period of this.keys.periods(e.agent)) {
           if (period.from === i) keyRows.push({ agent: e.agent, vkey: period.vkey, from: i, until: null, endedBy: null });
@@ -541,17 +607,7 @@ export class AuditLog {
     await this.store.index({ from, to, rows, keys: keyRows, keyEnds, payloads, erasures });
   }
 
-  /** Whether an entry read back from the log is validly signed for its index. */
-  private async verifyAt(index: number, s: SignedEntry): Promise<boolean> {
-    const e = s.entry;
-    let publicKey: Uint8Array;
-    if (isRunEntry(e)) {
-      const k = this.keys.keyAt(e.agent, index);
-      if (!k) return false;
-      publicKey = k.publicKey;
-    } else {
-      publicKey = this.logPublicKey;
-    }
+  private async verifyWith(publicKey: Uint8Array, s: SignedEntry): Promise<boolean> {
     const [ok] = await this.pool.verify([{ publicKey, message: entrySigningMessage(s.entryBytes), signature: s.signature }]);
     return ok === true;
   }
@@ -628,6 +684,7 @@ export class AuditLog {
 
   /** The agent and run of an indexed entry (for access checks), or null. */
   async ownerOf(index: number): Promise<{ agent: string; run: string } | null> {
+    if (index >= this.watermark) return null;
     const row = (await this.store.query({ below: index + 1, after: index - 1, limit: 1, order: 'asc' }))[0];
     return row && row.index === index && row.agent !== null && row.run !== null ? { agent: row.agent, run: row.run } : null;
   }

@@ -2,6 +2,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import postgres from 'postgres';
+import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
+import { schemaConnection } from '../storage/postgres.js';
 
 export function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
   if (v === undefined) return dflt;
@@ -87,4 +91,37 @@ export function onSignals(shutdown: (signal: string) => Promise<void>): void {
   };
   process.on('SIGINT', () => run('SIGINT'));
   process.on('SIGTERM', () => run('SIGTERM'));
+}
+
+export interface Database {
+  readonly sql: postgres.Sql;
+  /** Options for every store on this connection (PostgresLogStore, audit, witness). */
+  readonly options: { schema: string; singleSession: boolean; advisoryLock: boolean; afterCommit?: () => Promise<void> };
+  /** The embedded engine, when there is no database URL. */
+  readonly embedded: EmbeddedPostgres | undefined;
+  readonly description: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The Postgres at `databaseUrl`, or else the embedded PGlite in `<dataDir>/pglite` (one
+ * session: stores share it, set their search_path with SET, and fsync after each commit).
+ */
+export async function openDatabase(dataDir: string, databaseUrl: string | undefined, schema: string): Promise<Database> {
+  if (databaseUrl) {
+    const sql = postgres(databaseUrl, { max: 4, onnotice: () => undefined, connection: schemaConnection(schema) });
+    return { sql, options: { schema, singleSession: false, advisoryLock: true }, embedded: undefined, description: `postgres, schema ${schema}`, close: () => sql.end({ timeout: 5 }) };
+  }
+  const embedded = await startEmbeddedPostgres(join(dataDir, 'pglite'));
+  const sql = postgres({ ...embedded.connectionOptions, max: 1, onnotice: () => undefined, connection: schemaConnection(schema) });
+  return {
+    sql,
+    options: { schema, singleSession: true, advisoryLock: false, afterCommit: () => embedded.sync() },
+    embedded,
+    description: `embedded PGlite in ${join(dataDir, 'pglite')}`,
+    async close() {
+      await sql.end({ timeout: 5 }).catch(() => undefined);
+      await embedded.close();
+    },
+  };
 }

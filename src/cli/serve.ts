@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
 import { withCachedTiles } from '../http/fast-tiles.js';
-import postgres from 'postgres';
 import { createLogApp } from '../http/log-app.js';
 import { Cosigning } from '../log/cosigning.js';
 import { Log, type WitnessingOptions } from '../log/log.js';
@@ -13,8 +12,7 @@ import { describeQuorum, parsePolicy, quorumMet, type Policy } from '../verify/p
 import { formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
 import { newSigner } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
-import { listenHttp, loadOrCreateToken, onSignals, parseListen, positiveInt } from './common.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt } from './common.js';
 import { PostgresLogStore, schemaConnection } from '../storage/postgres.js';
 import { PostgresAuditStore } from '../storage/audit-store.js';
 import { Access } from '../audit/access.js';
@@ -158,21 +156,10 @@ export async function serveCommand(args: string[]): Promise<number> {
   const token = loadOrCreateToken(join(data, 'write.token'), values.token ?? process.env.GLASSLOG_TOKEN);
 
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
-  let embedded: EmbeddedPostgres | undefined;
-  let store: PostgresLogStore;
-  let auditStore: PostgresAuditStore;
-  if (databaseUrl) {
-    const sql = postgres(databaseUrl, { max: 4, onnotice: () => undefined, connection: schemaConnection(values.schema) });
-    store = new PostgresLogStore(sql, { schema: values.schema });
-    auditStore = new PostgresAuditStore(sql, { schema: values.schema });
-  } else {
-    embedded = await startEmbeddedPostgres(join(data, 'pglite'));
-    const sql = postgres({ ...embedded.connectionOptions, max: 1, onnotice: () => undefined, connection: schemaConnection(values.schema) });
-    const emb = embedded;
-    const options = { schema: values.schema, singleSession: true, afterCommit: () => emb.sync() };
-    store = new PostgresLogStore(sql, { ...options, advisoryLock: false });
-    auditStore = new PostgresAuditStore(sql, options);
-  }
+  const db = await openDatabase(data, databaseUrl, values.schema);
+  const embedded = db.embedded;
+  const store = new PostgresLogStore(db.sql, db.options);
+  const auditStore = new PostgresAuditStore(db.sql, db.options);
 
   const metrics = new Registry();
   let logRef: Log | undefined;
@@ -226,7 +213,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const server = await listenHttp(listener, listen);
   console.log(`glasslog: origin ${origin}`);
   console.log(`glasslog: verifier key ${vkey} (in ${join(data, 'log.vkey')})`);
-  console.log(`glasslog: storage ${databaseUrl ? `postgres, schema ${values.schema}` : `embedded PGlite in ${join(data, 'pglite')}`}`);
+  console.log(`glasslog: storage ${db.description}`);
   console.log(`glasslog: write token in ${values.token || process.env.GLASSLOG_TOKEN ? '--token / $GLASSLOG_TOKEN' : join(data, 'write.token')}`);
   console.log(`glasslog: tree size ${log.checkpoint().treeSize}`);
   if (policy) {

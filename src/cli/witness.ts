@@ -3,19 +3,17 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
-import postgres from 'postgres';
 import { createWitnessApp } from '../http/witness-app.js';
 import { Registry } from '../metrics.js';
 import { newCosigner } from '../note/cosignature.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
 import { ALG_COSIGNATURE_V1, formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
 import { schemaConnection } from '../storage/postgres.js';
-import { openPostgresWitnessStore, PostgresWitnessStore } from '../storage/witness-store.js';
+import { PostgresWitnessStore } from '../storage/witness-store.js';
 import { parsePolicy, type Policy } from '../verify/policy.js';
 import { Gossip } from '../witness/gossip.js';
 import { Witness, type Alarm } from '../witness/witness.js';
-import { listenHttp, loadOrCreateToken, onSignals, parseListen, positiveInt } from './common.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt } from './common.js';
 
 const HELP = `Usage: glasslog witness --policy <file> [options]
 
@@ -129,16 +127,9 @@ export async function witnessCommand(args: string[]): Promise<number> {
   const adminToken = loadOrCreateToken(join(data, 'admin.token'), values['admin-token'], '--admin-token');
 
   const databaseUrl = values['database-url'] ?? process.env.DATABASE_URL;
-  let embedded: EmbeddedPostgres | undefined;
-  let store: PostgresWitnessStore;
-  if (databaseUrl) {
-    store = await openPostgresWitnessStore(databaseUrl, { schema: values.schema, max: 4 });
-  } else {
-    embedded = await startEmbeddedPostgres(join(data, 'pglite'));
-    const sql = postgres({ ...embedded.connectionOptions, max: 1, onnotice: () => undefined, connection: schemaConnection(values.schema) });
-    const emb = embedded;
-    store = new PostgresWitnessStore(sql, { schema: values.schema, advisoryLock: false, singleSession: true, afterCommit: () => emb.sync() });
-  }
+  const db = await openDatabase(data, databaseUrl, values.schema);
+  const embedded = db.embedded;
+  const store = new PostgresWitnessStore(db.sql, db.options);
 
   const metrics = new Registry();
   const sendAlarm = (a: Alarm) => {
@@ -200,7 +191,7 @@ export async function witnessCommand(args: string[]): Promise<number> {
   console.log(`glasslog witness: name ${witness.name}`);
   console.log(`glasslog witness: verifier key ${vkey} (in ${join(data, 'witness.vkey')})`);
   console.log(`glasslog witness: policy ${policyFile}: ${policy.logs.length} log(s), ${policy.witnesses.length} witness(es)`);
-  console.log(`glasslog witness: storage ${databaseUrl ? `postgres, schema ${values.schema}` : `embedded PGlite in ${join(data, 'pglite')}`}`);
+  console.log(`glasslog witness: storage ${db.description}`);
   console.log(`glasslog witness: gossip every ${gossipEvery || '-'} s, pull every ${pullEvery || '-'} s`);
   console.log(`glasslog witness: listening on ${server.url}`);
 

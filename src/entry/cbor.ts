@@ -314,7 +314,8 @@ class Parser {
 }
 
 /**
- * Decodes exactly one canonical CBOR data item filling all of `bytes`.
+ * Decodes exactly one canonical CBOR data item filling all of `bytes` (at most `maxSize`
+ * bytes: an entry's limit by default; a request carrying many entries passes its own).
  *
  * Refuses, with a message starting `${what}: `: input over {@link MAX_CBOR_SIZE} bytes
  * (TooLargeError), empty or truncated input, trailing bytes, indefinite lengths,
@@ -329,11 +330,11 @@ class Parser {
  * @throws {MalformedError}
  * @throws {TooLargeError}
  */
-export function decodeCanonical(bytes: Uint8Array, what: string): CborValue {
+export function decodeCanonical(bytes: Uint8Array, what: string, maxSize = MAX_CBOR_SIZE): CborValue {
   if (!(bytes instanceof Uint8Array)) throw new TypeError(`${what}: expected a Uint8Array`);
   // attacker-controlled: bytes.
-  if (bytes.length > MAX_CBOR_SIZE) {
-    throw new TooLargeError(`${what}: ${bytes.length} bytes, more than ${MAX_CBOR_SIZE}`);
+  if (bytes.length > maxSize) {
+    throw new TooLargeError(`${what}: ${bytes.length} bytes, more than ${maxSize}`);
   }
   if (bytes.length === 0) throw new MalformedError(`${what}: empty`);
   const p = new Parser(bytes, what);

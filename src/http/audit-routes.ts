@@ -6,7 +6,7 @@ import type { Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { decodeBase64, encodeBase64, parseDecimal } from '../core/encoding.js';
 import { MalformedError, TooLargeError, UnauthorizedError } from '../core/errors.js';
-import { decodeCanonical, encodeEntry, entryFromCbor, entryFromJson, entryToJson, envelope, type CborValue } from '../entry/index.js';
+import { decodeCanonical, encodeEntry, entryFromCbor, entryFromJson, entryToJson, envelope, isValidEventKind, type CborValue } from '../entry/index.js';
 import type { Access, Principal } from '../audit/access.js';
 import { requireOperator, requireReader, requireWriter } from '../audit/access.js';
 import type { AuditLog, QueryResult, Submission } from '../audit/audit.js';
@@ -216,7 +216,7 @@ export function mountAuditRoutes(app: Hono, opts: AuditRoutesOptions): void {
     if (type === 'application/json') {
       body = await jsonBody(c, ['entries']);
     } else if (type === 'application/cbor') {
-      body = decodeCanonical(new Uint8Array(await c.req.arrayBuffer()), 'request body');
+      body = decodeCanonical(new Uint8Array(await c.req.arrayBuffer()), 'request body', MAX_BODY);
     } else {
       throw new HttpError(415, 'Content-Type must be application/json or application/cbor');
     }
@@ -240,6 +240,7 @@ export function mountAuditRoutes(app: Hono, opts: AuditRoutesOptions): void {
     if (agent !== undefined && !NAME.test(agent)) throw new MalformedError('query parameter agent is not a valid agent id');
     if (run !== undefined && (!NAME.test(run) || agent === undefined)) throw new MalformedError('query parameter run needs agent and must be a valid run id');
     const kind = c.req.query('kind');
+    if (kind !== undefined && !isValidEventKind(kind)) throw new MalformedError(`query parameter kind: ${JSON.stringify(String(kind).slice(0, 80))} is not an event kind`);
     const typesParam = c.req.query('type');
     const types = typesParam?.split(',');
     const allTypes = ['event', 'run.close', 'agent.register', 'agent.rotate', 'agent.revoke', 'payload.erase'];

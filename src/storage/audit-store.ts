@@ -125,7 +125,7 @@
 import postgres from 'postgres';
 import { ConflictError, StorageError } from '../core/errors.js';
 import { HASH_SIZE } from '../core/hash.js';
-import { schemaConnection, toSize } from './postgres.js';
+import { migrateSchema, schemaConnection, toSize } from './postgres.js';
 
 type Sql = postgres.Sql<{}>;
 
@@ -701,22 +701,13 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async migrate(): Promise<void> {
-    await this.sql.begin(async (sql) => {
-      // The same key as PostgresLogStore.migrate and PostgresWitnessStore.migrate: stores
-      // sharing a schema never race on CREATE SCHEMA or on each other's DDL.
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${'glasslog-migrate:' + this.schema}))`;
-      await sql`CREATE SCHEMA IF NOT EXISTS ${sql(this.schema)}`;
-      await sql`SET LOCAL search_path TO ${sql(this.schema)}`;
+    await migrateSchema(this.sql, this.schema, this.singleSession, async (sql) => {
       await sql.unsafe(AUDIT_SCHEMA);
       await sql`INSERT INTO audit_state (id, indexed_size) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`;
     });
     await this.afterCommit();
-    if (this.singleSession) {
-      // pglite-socket does not apply startup parameters, so the connection's search_path
-      // is set here, once, on the one session the embedded engine has.
-      await this.sql`SET search_path TO ${this.sql(this.schema)}`;
-    }
   }
+
 
   async indexedSize(): Promise<number> {
     const [row] = await this.sql`SELECT indexed_size FROM audit_state WHERE id = 1`;

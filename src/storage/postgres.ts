@@ -38,6 +38,23 @@ export interface PostgresLogStoreOptions {
   singleSession?: boolean;
 }
 
+/**
+ * Creates a store's tables in `schema` (`ddl` runs with it as the search path), in one
+ * transaction under an advisory lock shared by every store (log, audit, witness), so stores
+ * sharing a schema never race on CREATE SCHEMA or on each other's DDL. On a single-session
+ * engine (PGlite behind pglite-socket, which does not apply startup parameters) it then
+ * sets the session's search_path, once.
+ */
+export async function migrateSchema(sql: postgres.Sql, schema: string, singleSession: boolean, ddl: (tx: postgres.TransactionSql) => Promise<void>): Promise<void> {
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtext(${'glasslog-migrate:' + schema}))`;
+    await tx`CREATE SCHEMA IF NOT EXISTS ${tx(schema)}`;
+    await tx`SET LOCAL search_path TO ${tx(schema)}`;
+    await ddl(tx);
+  });
+  if (singleSession) await sql`SET search_path TO ${sql(schema)}`;
+}
+
 /** Postgres connection options for a log in `schema`. */
 export function schemaConnection(schema: string): { search_path: string } {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) throw new RangeError(`invalid schema name ${JSON.stringify(schema)}`);
@@ -99,19 +116,11 @@ export class PostgresLogStore implements LogStore {
   }
 
   async migrate(): Promise<void> {
-    await this.sql.begin(async (sql) => {
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${'glasslog-migrate:' + this.schema}))`;
-      await sql`CREATE SCHEMA IF NOT EXISTS ${sql(this.schema)}`;
-      await sql`SET LOCAL search_path TO ${sql(this.schema)}`;
+    await migrateSchema(this.sql, this.schema, this.singleSession, async (sql) => {
       await sql.unsafe(LOG_SCHEMA);
       await sql`INSERT INTO log_sequence (id, next_index) VALUES (1, 0) ON CONFLICT (id) DO NOTHING`;
       await sql`INSERT INTO log_tree (id, tree_size, root_hash) VALUES (1, 0, ${EMPTY_ROOT}) ON CONFLICT (id) DO NOTHING`;
     });
-    if (this.singleSession) {
-      // pglite-socket does not apply startup parameters, so the connection's search_path
-      // is set here, once, on the one session the embedded engine has.
-      await this.sql`SET search_path TO ${this.sql(this.schema)}`;
-    }
   }
 
   async lockWriter(): Promise<void> {

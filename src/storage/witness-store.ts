@@ -37,7 +37,7 @@ import { createHash } from 'node:crypto';
 import postgres from 'postgres';
 import { ConflictError, StorageError } from '../core/errors.js';
 import { HASH_SIZE } from '../core/hash.js';
-import { schemaConnection, toSize } from './postgres.js';
+import { migrateSchema, schemaConnection, toSize } from './postgres.js';
 
 type Sql = postgres.Sql<{}>;
 
@@ -245,20 +245,11 @@ export class PostgresWitnessStore implements WitnessStore {
   }
 
   async migrate(): Promise<void> {
-    await this.sql.begin(async (sql) => {
-      // The same key as PostgresLogStore.migrate: a log and a witness sharing a schema
-      // never race on CREATE SCHEMA.
-      await sql`SELECT pg_advisory_xact_lock(hashtext(${'glasslog-migrate:' + this.schema}))`;
-      await sql`CREATE SCHEMA IF NOT EXISTS ${sql(this.schema)}`;
-      await sql`SET LOCAL search_path TO ${sql(this.schema)}`;
+    await migrateSchema(this.sql, this.schema, this.singleSession, async (sql) => {
       await sql.unsafe(WITNESS_SCHEMA);
     });
-    if (this.singleSession) {
-      // pglite-socket does not apply startup parameters, so the connection's search_path
-      // is set here, once, on the one session the embedded engine has.
-      await this.sql`SET search_path TO ${this.sql(this.schema)}`;
-    }
   }
+
 
   async lockWitness(): Promise<void> {
     if (!this.advisoryLock || this.lockConn) return;
