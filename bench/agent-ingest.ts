@@ -4,7 +4,7 @@
  * machine's own Ed25519 verification rate (node:crypto) on one core and on all cores (the
  * server's worker pool) in the same run.
  *
- *   npm run build && npx tsx bench/agent-ingest.ts [--seconds 15] [--clients 8] [--batch 500]
+ *   npm run build && npx tsx bench/agent-ingest.ts [--seconds 15] [--clients 8] [--batch 1000]
  *
  * Needs DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test). Entries are signed
  * before the clock starts, so the load generator spends its CPU on HTTP only.
@@ -22,7 +22,7 @@ const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '15' },
     clients: { type: 'string', default: '8' },
-    batch: { type: 'string', default: '500' },
+    batch: { type: 'string', default: '1000' },
   },
 });
 const SECONDS = Number(values.seconds);

@@ -254,10 +254,12 @@ export class AuditLog {
 
   /** Replay, chain and closed-run checks against the batch, the entries in flight and the index; then appends. */
   private async sequence(agent: string, items: ReadonlyArray<{ signed: SignedEntry; entry: RunEntry; payloads: PayloadRow[] }>): Promise<SubmitResult[]> {
+    // Each entry's (agent, run, seq), and its predecessor's unless the request carries it.
     const lookups: Array<{ agent: string; run: string; seq: number }> = [];
+    const inRequest = new Set(items.map(({ entry }) => seqKey(agent, entry.run, entry.seq)));
     for (const { entry } of items) {
       lookups.push({ agent, run: entry.run, seq: entry.seq });
-      if (entry.seq > 0) lookups.push({ agent, run: entry.run, seq: entry.seq - 1 });
+      if (entry.seq > 0 && !inRequest.has(seqKey(agent, entry.run, entry.seq - 1))) lookups.push({ agent, run: entry.run, seq: entry.seq - 1 });
     }
     // An entry leaves `inflight` only after the index holds it. A read of the index that
     // overlapped an indexing step may have missed an entry that has since left `inflight`,
@@ -335,7 +337,7 @@ export class AuditLog {
       if (entry.type === 'run.close') this.inflightClose.set(runKey(agent, entry.run), -1);
     });
     try {
-      const added = fresh.length > 0 ? await this.log.add(fresh.map((f) => f.signed.bytes), 'sequenced') : [];
+      const added = fresh.length > 0 ? await this.log.add(fresh.map((f) => f.signed.bytes), 'sequenced', fresh.map((f) => f.signed.leafHash)) : [];
       const ix = added.map((a) => a.index);
       fresh.forEach((f, j) => {
         if (!added[j]!.duplicate) this.pending.set(ix[j]!, { signed: f.signed, payloads: f.payloads.map((p) => ({ ...p, index: ix[j]! })) });

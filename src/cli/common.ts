@@ -1,11 +1,12 @@
 /** What the log's and the witness's commands share: flags, secrets in the data dir, HTTP. */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import postgres from 'postgres';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
 import { schemaConnection } from '../storage/postgres.js';
+import { useSha256 } from '../core/hash.js';
 
 export function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
   if (v === undefined) return dflt;
@@ -124,4 +125,15 @@ export async function openDatabase(dataDir: string, databaseUrl: string | undefi
       await embedded.close();
     },
   };
+}
+
+/**
+ * Makes the core hash with node:crypto's SHA-256 (OpenSSL) instead of @noble/hashes: the
+ * same bytes, faster on the server's hot paths (leaf and node hashes of every entry).
+ */
+export function useNodeSha256(): void {
+  useSha256((data) => {
+    const d = createHash('sha256').update(data).digest();
+    return new Uint8Array(d.buffer, d.byteOffset, d.length);
+  });
 }

@@ -12,7 +12,7 @@ import { describeQuorum, parsePolicy, quorumMet, type Policy } from '../verify/p
 import { formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
 import { newSigner } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
-import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt } from './common.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, useNodeSha256 } from './common.js';
 import { PostgresLogStore, schemaConnection } from '../storage/postgres.js';
 import { PostgresAuditStore } from '../storage/audit-store.js';
 import { Access } from '../audit/access.js';
@@ -136,6 +136,7 @@ export async function serveCommand(args: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  useNodeSha256();
   const listen = parseListen(values.listen);
   const batchSize = positiveInt(values['batch-size'], 'batch-size', 4096);
   const batchDelayMs = positiveInt(values['batch-delay-ms'], 'batch-delay-ms', 5, 0);

@@ -13,7 +13,7 @@ import { PostgresWitnessStore } from '../storage/witness-store.js';
 import { parsePolicy, type Policy } from '../verify/policy.js';
 import { Gossip } from '../witness/gossip.js';
 import { Witness, type Alarm } from '../witness/witness.js';
-import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt } from './common.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, useNodeSha256 } from './common.js';
 
 const HELP = `Usage: glasslog witness --policy <file> [options]
 
@@ -112,6 +112,7 @@ export async function witnessCommand(args: string[]): Promise<number> {
     return 0;
   }
   if (!values.policy) throw new Error('--policy <file> is required (see glasslog witness --help)');
+  useNodeSha256();
   const listen = parseListen(values.listen);
   const gossipEvery = positiveInt(values['gossip-interval'], 'gossip-interval', 60, 0);
   const pullEvery = positiveInt(values['pull-interval'], 'pull-interval', 60, 0);

@@ -1,9 +1,23 @@
 /**
  * RFC 6962 §2.1 hashing with SHA-256.
+ *
+ * SHA-256 is @noble/hashes (portable: the verifier runs in browsers). A server may install
+ * a faster implementation with the same results (node:crypto, in src/cli) through
+ * {@link useSha256}; it is the only mutable state of the core.
  */
-import { sha256 } from '@noble/hashes/sha2.js';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 
 export const HASH_SIZE = 32;
+
+let sha256: (data: Uint8Array) => Uint8Array = nobleSha256;
+
+/** Replaces the SHA-256 implementation (it must compute SHA-256, byte for byte). */
+export function useSha256(impl: (data: Uint8Array) => Uint8Array): void {
+  const probe = impl(new Uint8Array([0x61, 0x62, 0x63]));
+  const want = nobleSha256(new Uint8Array([0x61, 0x62, 0x63]));
+  if (probe.length !== HASH_SIZE || !probe.every((b, i) => b === want[i])) throw new RangeError('useSha256: not SHA-256');
+  sha256 = impl;
+}
 
 /** MTH({}) = SHA-256(""), the root of the empty tree. */
 export const EMPTY_ROOT: Uint8Array = sha256(new Uint8Array(0));

@@ -217,6 +217,20 @@ class Parser {
     return n;
   }
 
+  /** UTF-8 text; short ASCII (map keys, ids, kinds: most text here) without a decoder call. */
+  private text(from: number, to: number, start: number): string {
+    if (to - from <= 64) {
+      let s = '';
+      for (let i = from; i < to; i++) {
+        const c = this.b[i]!;
+        if (c >= 0x80) return fromUtf8(this.b.subarray(from, to), `${this.what}: text string at byte ${start}`);
+        s += String.fromCharCode(c);
+      }
+      return s;
+    }
+    return fromUtf8(this.b.subarray(from, to), `${this.what}: text string at byte ${start}`);
+  }
+
   item(depth: number): CborValue {
     const start = this.pos;
     const ib = this.byte();
@@ -239,7 +253,7 @@ class Parser {
       case 3: {
         const len = this.argument(ai, start);
         this.need(len);
-        const s = fromUtf8(this.b.subarray(this.pos, this.pos + len), `${this.what}: text string at byte ${start}`);
+        const s = this.text(this.pos, this.pos + len, start);
         this.pos += len;
         return s;
       }

@@ -361,10 +361,13 @@ export class Log {
    * Appends entries. Resolves, in order, once each entry is durably sequenced (`wait:
    * 'sequenced'`) or also covered by a published checkpoint (`'published'`). Bytes equal
    * to an entry in the dedup window resolve to that entry's index without growing the log.
+   * `leafHashes`, when the caller has them already, MUST be the entries' RFC 6962 leaf
+   * hashes (the audit layer computes them to decode the entries).
    * @throws {MalformedError} for an empty or oversized entry (nothing is stored)
    * @throws {PushbackError} when too many entries are waiting
    */
-  async add(entries: readonly Uint8Array[], wait: WaitFor = 'published'): Promise<AddResult[]> {
+  async add(entries: readonly Uint8Array[], wait: WaitFor = 'published', leafHashes?: readonly Uint8Array[]): Promise<AddResult[]> {
+    if (leafHashes !== undefined && leafHashes.length !== entries.length) throw new RangeError('one leaf hash per entry');
     if (this.fatal) throw new FatalError(`the log stopped after a fatal error: ${this.fatal.message}`);
     if (this.closed) throw new PushbackError('the log is shutting down');
     for (let i = 0; i < entries.length; i++) {
@@ -379,7 +382,7 @@ export class Log {
     const results: AddResult[] = new Array(entries.length);
     await new Promise<void>((resolve, reject) => {
       const group: AddGroup = { results, remaining: entries.length, resolve, reject };
-      for (let i = 0; i < entries.length; i++) this.enqueue(entries[i]!, now, { group, position: i, duplicate: false });
+      for (let i = 0; i < entries.length; i++) this.enqueue(entries[i]!, leafHashes?.[i] ?? leafHash(entries[i]!), now, { group, position: i, duplicate: false });
       if (group.remaining === 0) resolve();
       this.poolSignal.notify();
     });
@@ -390,8 +393,7 @@ export class Log {
     return results;
   }
 
-  private enqueue(entry: Uint8Array, now: number, waiter: Waiter): void {
-    const h = leafHash(entry);
+  private enqueue(entry: Uint8Array, h: Uint8Array, now: number, waiter: Waiter): void {
     const key = hashKey(h);
     const known = this.recent.get(key);
     if (known !== undefined) {

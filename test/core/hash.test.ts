@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import { createHash } from 'node:crypto';
-import { EMPTY_ROOT, HASH_SIZE, leafHash, nodeHash } from '../../src/core/hash.js';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import { EMPTY_ROOT, HASH_SIZE, leafHash, nodeHash, useSha256 } from '../../src/core/hash.js';
 import { concatBytes, toHex, utf8 } from '../../src/core/encoding.js';
 import { arbHash, hex, loadVectors } from './helpers.js';
 
@@ -59,5 +60,22 @@ describe('nodeHash', () => {
     const h = new Uint8Array(32);
     expect(() => nodeHash(h, new Uint8Array(31))).toThrow(RangeError);
     expect(() => nodeHash(new Uint8Array(33), h)).toThrow(RangeError);
+  });
+});
+
+describe('useSha256', () => {
+  it('takes an implementation that computes SHA-256 and keeps every hash the same', () => {
+    const before = [leafHash(new Uint8Array([1, 2, 3])), nodeHash(new Uint8Array(32), new Uint8Array(32).fill(1))];
+    useSha256((d) => new Uint8Array(createHash('sha256').update(d).digest()));
+    try {
+      expect([leafHash(new Uint8Array([1, 2, 3])), nodeHash(new Uint8Array(32), new Uint8Array(32).fill(1))]).toEqual(before);
+    } finally {
+      useSha256(nobleSha256);
+    }
+  });
+
+  it('refuses a function that is not SHA-256', () => {
+    expect(() => useSha256(() => new Uint8Array(32))).toThrow(/not SHA-256/);
+    expect(leafHash(new Uint8Array(0))).toEqual(sha256(new Uint8Array([0])));
   });
 });
