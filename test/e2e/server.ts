@@ -33,15 +33,16 @@ export interface ExitInfo {
 const live = new Set<ChildProcess>();
 const MAX_OUTPUT = 256 * 1024;
 
-export class ServerProcess {
+/** A spawned `glasslog <command>` process: its exit, output, crash and graceful stop. */
+abstract class CliProcess<O extends { readonly dataDir: string }> {
   /** Wall-clock milliseconds from spawn to the "listening" line. */
   startMs = 0;
   private exitInfo: ExitInfo | undefined;
   readonly exited: Promise<ExitInfo>;
 
-  private constructor(
+  protected constructor(
     readonly child: ChildProcess,
-    readonly opts: ServerOptions,
+    readonly opts: O,
     private readonly out: { text: string },
     readonly url: string,
   ) {
@@ -64,14 +65,6 @@ export class ServerProcess {
     return this.out.text;
   }
 
-  get vkey(): string {
-    return readFileSync(join(this.opts.dataDir, 'log.vkey'), 'utf8').trim();
-  }
-
-  get token(): string {
-    return readFileSync(join(this.opts.dataDir, 'write.token'), 'utf8').trim();
-  }
-
   /** SIGKILL, as a crash: no shutdown code runs. Resolves once the process is gone. */
   async kill(): Promise<ExitInfo> {
     if (this.running) this.child.kill('SIGKILL');
@@ -90,6 +83,16 @@ export class ServerProcess {
     clearTimeout(timer);
     if (forced) this.child.kill('SIGKILL');
     return { ...(await this.exited), forced };
+  }
+}
+
+export class ServerProcess extends CliProcess<ServerOptions> {
+  get vkey(): string {
+    return readFileSync(join(this.opts.dataDir, 'log.vkey'), 'utf8').trim();
+  }
+
+  get token(): string {
+    return readFileSync(join(this.opts.dataDir, 'write.token'), 'utf8').trim();
   }
 
   /** Starts a server and resolves once it prints its listening line. */
@@ -142,16 +145,24 @@ export class ServerProcess {
 
 /** Spawns `node dist/cli/main.js serve …`; `listening` resolves with the URL it prints. */
 function spawnServer(opts: ServerOptions): { child: ChildProcess; out: { text: string }; listening: Promise<string> } {
-  if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
-  const args = [MAIN_JS, 'serve', '--data', opts.dataDir, '--listen', '127.0.0.1:0'];
+  const args = ['serve', '--data', opts.dataDir, '--listen', '127.0.0.1:0'];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
   if (opts.schema) args.push('--schema', opts.schema);
   args.push(...(opts.args ?? []));
+  return spawnCli('server', args, /glasslog: listening on (http:\/\/\S+)\n/, opts.startTimeoutMs ?? 90_000);
+}
+
+/**
+ * Spawns `node dist/cli/main.js <args>` with no storage or token from the environment (the
+ * tests choose them explicitly); `listening` resolves with the URL its `listening` line
+ * (matched by `listeningLine`) prints.
+ */
+function spawnCli(what: string, cliArgs: string[], listeningLine: RegExp, timeoutMs: number): { child: ChildProcess; out: { text: string }; listening: Promise<string> } {
+  if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
   const env = { ...process.env };
-  // The server falls back to these; the tests choose storage and token explicitly.
   delete env.DATABASE_URL;
   delete env.GLASSLOG_TOKEN;
-  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [MAIN_JS, ...cliArgs], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);
   child.once('exit', () => live.delete(child));
   const out = { text: '' };
@@ -161,16 +172,15 @@ function spawnServer(opts: ServerOptions): { child: ChildProcess; out: { text: s
   };
   child.stderr!.on('data', append);
   let lineBuf = '';
-  const timeoutMs = opts.startTimeoutMs ?? 90_000;
   const listening = new Promise<string>((resolveUrl, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`server did not start within ${timeoutMs} ms; output:\n${out.text}`));
+      reject(new Error(`${what} did not start within ${timeoutMs} ms; output:\n${out.text}`));
     }, timeoutMs);
     child.stdout!.on('data', (chunk: Buffer) => {
       append(chunk);
       lineBuf += chunk.toString('utf8');
-      const m = /glasslog: listening on (http:\/\/\S+)\n/.exec(lineBuf);
+      const m = listeningLine.exec(lineBuf);
       if (m) {
         clearTimeout(timer);
         lineBuf = '';
@@ -179,7 +189,7 @@ function spawnServer(opts: ServerOptions): { child: ChildProcess; out: { text: s
     });
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      reject(new StartError(`server exited before listening (code ${code}, signal ${signal}); output:\n${out.text}`, out.text));
+      reject(new StartError(`${what} exited before listening (code ${code}, signal ${signal}); output:\n${out.text}`, out.text));
     });
     child.once('error', (err) => {
       clearTimeout(timer);
@@ -288,103 +298,19 @@ export interface WitnessOptions {
 }
 
 /** A running `glasslog witness` process. Tracked like the servers: killAllServers() ends it. */
-export class WitnessProcess {
-  startMs = 0;
-  private exitInfo: ExitInfo | undefined;
-  readonly exited: Promise<ExitInfo>;
-
-  private constructor(
-    readonly child: ChildProcess,
-    readonly opts: WitnessOptions,
-    private readonly out: { text: string },
-    readonly url: string,
-  ) {
-    this.exited = new Promise<ExitInfo>((r) => {
-      if (child.exitCode !== null || child.signalCode !== null) r({ code: child.exitCode, signal: child.signalCode });
-      else child.once('exit', (code, signal) => r({ code, signal }));
-    }).then((e) => (this.exitInfo = e));
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  get running(): boolean {
-    return this.exitInfo === undefined && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  output(): string {
-    return this.out.text;
-  }
-
+export class WitnessProcess extends CliProcess<WitnessOptions> {
   /** The witness's verifier key (<data>/witness.vkey). */
   get vkey(): string {
     return readFileSync(join(this.opts.dataDir, 'witness.vkey'), 'utf8').trim();
   }
 
-  async kill(): Promise<ExitInfo> {
-    if (this.running) this.child.kill('SIGKILL');
-    return this.exited;
-  }
-
-  async stop(timeoutMs = 20_000): Promise<ExitInfo & { forced: boolean }> {
-    if (!this.running) return { ...(await this.exited), forced: false };
-    this.child.kill('SIGTERM');
-    let timer: NodeJS.Timeout | undefined;
-    const forced = await Promise.race([
-      this.exited.then(() => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), timeoutMs))),
-    ]);
-    clearTimeout(timer);
-    if (forced) this.child.kill('SIGKILL');
-    return { ...(await this.exited), forced };
-  }
-
   static async start(opts: WitnessOptions): Promise<WitnessProcess> {
-    if (!existsSync(MAIN_JS)) throw new Error(`${MAIN_JS} is missing: run npm run build first`);
     const started = performance.now();
-    const args = [MAIN_JS, 'witness', '--policy', opts.policyFile, '--data', opts.dataDir, '--listen', opts.listen ?? '127.0.0.1:0'];
+    const args = ['witness', '--policy', opts.policyFile, '--data', opts.dataDir, '--listen', opts.listen ?? '127.0.0.1:0'];
     if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl);
     if (opts.schema) args.push('--schema', opts.schema);
     args.push(...(opts.args ?? []));
-    const env = { ...process.env };
-    delete env.DATABASE_URL;
-    const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    live.add(child);
-    child.once('exit', () => live.delete(child));
-    const out = { text: '' };
-    const append = (chunk: Buffer) => {
-      out.text += chunk.toString('utf8');
-      if (out.text.length > MAX_OUTPUT) out.text = out.text.slice(-MAX_OUTPUT);
-    };
-    child.stderr!.on('data', append);
-    let lineBuf = '';
-    const timeoutMs = opts.startTimeoutMs ?? 90_000;
-    const listening = new Promise<string>((resolveUrl, reject) => {
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`witness did not start within ${timeoutMs} ms; output:\n${out.text}`));
-      }, timeoutMs);
-      child.stdout!.on('data', (chunk: Buffer) => {
-        append(chunk);
-        lineBuf += chunk.toString('utf8');
-        const m = /glasslog witness: listening on (http:\/\/\S+)\n/.exec(lineBuf);
-        if (m) {
-          clearTimeout(timer);
-          lineBuf = '';
-          resolveUrl(m[1]!);
-        }
-      });
-      child.once('exit', (code, signal) => {
-        clearTimeout(timer);
-        reject(new StartError(`witness exited before listening (code ${code}, signal ${signal}); output:\n${out.text}`, out.text));
-      });
-      child.once('error', (err) => {
-        clearTimeout(timer);
-        reject(err);
-      });
-    });
-    listening.catch(() => undefined);
+    const { child, out, listening } = spawnCli('witness', args, /glasslog witness: listening on (http:\/\/\S+)\n/, opts.startTimeoutMs ?? 90_000);
     const url = await listening;
     const wp = new WitnessProcess(child, opts, out, url);
     wp.startMs = performance.now() - started;
