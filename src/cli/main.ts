@@ -6,6 +6,7 @@
 import { serveCommand } from './serve.js';
 import { keygenCommand } from './keygen.js';
 import { witnessCommand } from './witness.js';
+import { verifyCommand } from './verify.js';
 
 const USAGE = `glasslog — a transparency log for the audit trails of AI agents
 
@@ -13,6 +14,8 @@ Usage:
   glasslog serve [options]     run the log server (see glasslog serve --help)
   glasslog witness [options]   run a witness (see glasslog witness --help)
   glasslog keygen [options]    generate a signing key (see glasslog keygen --help)
+  glasslog verify <check> …    offline checks: receipt, consistency, evidence
+                               (see glasslog verify --help)
   glasslog --version
 `;
 
@@ -23,6 +26,8 @@ async function main(argv: string[]): Promise<number> {
       return serveCommand(rest);
     case 'witness':
       return witnessCommand(rest);
+    case 'verify':
+      return verifyCommand(rest);
     case 'keygen':
       return keygenCommand(rest);
     case '--version':

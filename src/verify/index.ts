@@ -6,3 +6,4 @@
 export * from './policy.js';
 export * from './evidence.js';
 export * from './receipt.js';
+export * from './consistency.js';

@@ -127,15 +127,31 @@ function leafHashOf(leaf: unknown): Uint8Array {
   return Uint8Array.from(h);
 }
 
+/**
+ * Verifies a checkpoint note against a trust (the log's key, or a policy with its quorum).
+ * Messages start with `what` (e.g. "old checkpoint").
+ * @throws {MalformedError}, {VerificationError}
+ */
+export function verifyTrustedCheckpoint(note: string, trust: ReceiptTrust, what = 'checkpoint'): { checkpoint: Checkpoint; cosigned: ReadonlySet<string> } {
+  try {
+    return verifyNote(note, trust, what);
+  } catch (err) {
+    if (err instanceof MalformedError || err instanceof VerificationError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    if (err instanceof TlogError) throw new MalformedError(`${what}: ${message}`, { cause: err });
+    throw new VerificationError(`${what}: could not be verified: ${message}`, { cause: err });
+  }
+}
+
 /** Opens the checkpoint note with the trust's keys; returns the checkpoint and the witnesses. */
-function verifyNote(note: string, trust: unknown): { checkpoint: Checkpoint; cosigned: ReadonlySet<string> } {
+function verifyNote(note: string, trust: unknown, what = 'receipt'): { checkpoint: Checkpoint; cosigned: ReadonlySet<string> } {
   const t = (typeof trust === 'object' && trust !== null ? trust : {}) as { logKey?: unknown; policy?: unknown };
   if (typeof t.logKey === 'string') {
     let verifier;
     try {
       verifier = newVerifier(t.logKey);
     } catch (err) {
-      throw new MalformedError(`receipt: the log key: ${(err as Error).message}`, { cause: err });
+      throw new MalformedError(`${what}: the log key: ${(err as Error).message}`, { cause: err });
     }
     const label = `${verifier.name}+${formatKeyId(verifier.keyId)}`;
     let text: string;
@@ -143,24 +159,24 @@ function verifyNote(note: string, trust: unknown): { checkpoint: Checkpoint; cos
       text = openNote(note, [verifier]).text;
     } catch (err) {
       if (err instanceof InvalidSignatureError) {
-        throw new VerificationError(`receipt: the checkpoint's signature by the log key ${quote(label)} is invalid`, { cause: err });
+        throw new VerificationError(`${what}: the checkpoint's signature by the log key ${quote(label)} is invalid`, { cause: err });
       }
       if (err instanceof UnverifiedNoteError) {
-        throw new VerificationError(`receipt: the checkpoint is not signed by the log key ${quote(label)}: ${err.message}`, { cause: err });
+        throw new VerificationError(`${what}: the checkpoint is not signed by the log key ${quote(label)}: ${err.message}`, { cause: err });
       }
-      throw prefixed(err, 'receipt: checkpoint note');
+      throw prefixed(err, `${what}: checkpoint note`);
     }
     let checkpoint: Checkpoint;
     try {
       checkpoint = parseCheckpoint(text);
     } catch (err) {
-      throw prefixed(err, 'receipt');
+      throw prefixed(err, what);
     }
     // c2sp.org/tlog-checkpoint: the origin is the log's identity, and by convention (which
     // this log follows) its key's name.
     if (checkpoint.origin !== verifier.name) {
       throw new VerificationError(
-        `receipt: checkpoint origin ${quote(checkpoint.origin)} is not the log key's name ${quote(verifier.name)}`
+        `${what}: checkpoint origin ${quote(checkpoint.origin)} is not the log key's name ${quote(verifier.name)}`
       );
     }
     return { checkpoint, cosigned: NO_WITNESSES };
@@ -172,12 +188,12 @@ function verifyNote(note: string, trust: unknown): { checkpoint: Checkpoint; cos
       return { checkpoint: v.checkpoint, cosigned: v.cosigned };
     } catch (err) {
       if (err instanceof InvalidSignatureError) {
-        throw new VerificationError(`receipt: the checkpoint's signature by ${keyRole(policy, err.keyName, err.keyId)} is invalid`, { cause: err });
+        throw new VerificationError(`${what}: the checkpoint's signature by ${keyRole(policy, err.keyName, err.keyId)} is invalid`, { cause: err });
       }
-      throw prefixed(err, 'receipt: checkpoint');
+      throw prefixed(err, `${what}: checkpoint`);
     }
   }
-  throw new MalformedError('receipt: the trust must be { logKey } or { policy }');
+  throw new MalformedError(`${what}: the trust must be { logKey } or { policy }`);
 }
 
 /** Names a known key by its role in the policy, for messages. */
