@@ -7,6 +7,8 @@ import postgres from 'postgres';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../storage/embedded.js';
 import { schemaConnection } from '../storage/postgres.js';
 import { useSha256 } from '../core/hash.js';
+import { nodeEd25519 } from '../note/ed25519-node.js';
+import { parsePolicy, type ParsePolicyOptions, type Policy } from '../verify/policy.js';
 
 export function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
   if (v === undefined) return dflt;
@@ -136,4 +138,15 @@ export function useNodeSha256(): void {
     const d = createHash('sha256').update(data).digest();
     return new Uint8Array(d.buffer, d.byteOffset, d.length);
   });
+}
+
+/** Reads a C2SP tlog-policy file, verifying with node:crypto. @throws naming the file */
+export function readPolicyFile(file: string, opts: Omit<ParsePolicyOptions, 'ed25519'> = {}): Policy {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the policy ${file}: ${(err as Error).message}`);
+  }
+  return parsePolicy(text, { ...opts, ed25519: nodeEd25519 });
 }

@@ -8,11 +8,11 @@ import { createLogApp } from '../http/log-app.js';
 import { Cosigning } from '../log/cosigning.js';
 import { Log, type WitnessingOptions } from '../log/log.js';
 import { Registry } from '../metrics.js';
-import { describeQuorum, parsePolicy, quorumMet, type Policy } from '../verify/policy.js';
+import { describeQuorum, quorumMet, type Policy } from '../verify/policy.js';
 import { formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
 import { newSigner } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
-import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, useNodeSha256 } from './common.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, readPolicyFile, useNodeSha256 } from './common.js';
 import { PostgresLogStore, schemaConnection } from '../storage/postgres.js';
 import { PostgresAuditStore } from '../storage/audit-store.js';
 import { Access } from '../audit/access.js';
@@ -63,13 +63,7 @@ Options:
 
 /** The log's witness policy: witnesses with URLs, and a quorum. */
 function readWitnessPolicy(file: string): Policy {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read the policy ${file}: ${(err as Error).message}`);
-  }
-  const policy = parsePolicy(text, { ed25519: nodeEd25519 });
+  const policy = readPolicyFile(file);
   if (policy.witnesses.length === 0) throw new Error(`the policy ${file} names no witness`);
   const noUrl = policy.witnesses.filter((w) => !w.url).map((w) => w.name);
   if (noUrl.length > 0) throw new Error(`the policy ${file} gives no URL for witness(es) ${noUrl.join(', ')}: the log needs their submission prefix`);

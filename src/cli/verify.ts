@@ -11,8 +11,9 @@ import { parseVerifierKey } from '../note/keys.js';
 import { newVerifier } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
 import { verifyCheckpointConsistency } from '../verify/consistency.js';
-import { verifyForkEvidence } from '../verify/evidence.js';
-import { parsePolicy, policyLog } from '../verify/policy.js';
+import { checkpointOf, parseForkEvidence, verifyForkEvidence } from '../verify/evidence.js';
+import { policyLog } from '../verify/policy.js';
+import { readPolicyFile } from './common.js';
 import { verifyReceipt, type ReceiptTrust } from '../verify/receipt.js';
 
 const HELP = `Usage:
@@ -48,7 +49,14 @@ function readText(file: string, what: string): string {
 
 function trustOf(values: { 'log-key'?: string; policy?: string }): ReceiptTrust {
   if ((values['log-key'] === undefined) === (values.policy === undefined)) throw new UsageError('give exactly one of --log-key and --policy');
-  if (values.policy !== undefined) return { policy: parsePolicy(readText(values.policy, 'the policy'), { quorumOptional: true, ed25519: nodeEd25519 }) };
+  if (values.policy !== undefined) {
+    try {
+      return { policy: readPolicyFile(values.policy, { quorumOptional: true }) };
+    } catch (err) {
+      if (err instanceof TlogError) throw err;
+      throw new UsageError((err as Error).message);
+    }
+  }
   const k = values['log-key']!;
   // A verifier key has no "/" before its first "+", a path usually does; try the key first.
   try {
@@ -151,7 +159,7 @@ export async function verifyCommand(args: string[]): Promise<number> {
         if ('logKey' in trust) keys = [trust.logKey];
         else {
           // The evidence names its origin; the policy gives that log's key(s).
-          const origin = /\n\n([^\n]*)\n/.exec(text)?.[1] ?? '';
+          const origin = checkpointOf(parseForkEvidence(text).smaller).origin;
           const log = policyLog(trust.policy, origin);
           if (!log) throw new MalformedError(`evidence: origin ${quote(origin)} is not a log of the policy`);
           keys = trust.policy.logs.filter((l) => l.origin === origin).map((l) => l.vkey);

@@ -10,10 +10,10 @@ import { nodeEd25519 } from '../note/ed25519-node.js';
 import { ALG_COSIGNATURE_V1, formatVerifierKey, generateKey, isValidKeyName, parseSignerKey } from '../note/keys.js';
 import { schemaConnection } from '../storage/postgres.js';
 import { PostgresWitnessStore } from '../storage/witness-store.js';
-import { parsePolicy, type Policy } from '../verify/policy.js';
+import { type Policy } from '../verify/policy.js';
 import { Gossip } from '../witness/gossip.js';
 import { Witness, type Alarm } from '../witness/witness.js';
-import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, useNodeSha256 } from './common.js';
+import { listenHttp, loadOrCreateToken, onSignals, openDatabase, parseListen, positiveInt, readPolicyFile, useNodeSha256 } from './common.js';
 
 const HELP = `Usage: glasslog witness --policy <file> [options]
 
@@ -64,14 +64,9 @@ function loadOrCreateCosigner(keyFile: string, vkeyFile: string, name: string | 
   return { skey, vkey };
 }
 
+/** A witness's policy: its logs and peers; it has no use for a quorum. */
 function readPolicy(file: string): Policy {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read the policy ${file}: ${(err as Error).message}`);
-  }
-  return parsePolicy(text, { quorumOptional: true, ed25519: nodeEd25519 });
+  return readPolicyFile(file, { quorumOptional: true });
 }
 
 /** Runs `round` every `seconds`, never two at once. Returns a stopper. */

@@ -7,6 +7,7 @@
  */
 import { Hono, type Context } from 'hono';
 import { MAX_ADD_CHECKPOINT_SIZE, TLOG_SIZE_CONTENT_TYPE, formatTlogSize } from '../core/add-checkpoint.js';
+import { concatBytes } from '../core/encoding.js';
 import { SizeConflictError, TooLargeError, TlogError } from '../core/errors.js';
 import { Counter, type Registry } from '../metrics.js';
 import type { Witness } from '../witness/witness.js';
@@ -53,13 +54,7 @@ async function readBody(c: Context, limit: number): Promise<Uint8Array> {
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const ch of chunks) {
-    out.set(ch, o);
-    o += ch.length;
-  }
-  return out;
+  return concatBytes(...chunks);
 }
 
 function originHashParam(c: Context): string {
