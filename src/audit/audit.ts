@@ -177,25 +177,23 @@ export class AuditLog {
     this.checkOpen();
     if (subs.length === 0) throw new MalformedError('no entries');
     const items = subs.map((s, i) => this.decodeSubmission(agent, s, i));
-    // Entries already logged with these very bytes are answered as duplicates whatever
-    // happened to the agent's key since (their signature was checked at their index), so a
-    // retry of a write whose answer was lost never turns into a refusal.
-    const logged = new Set<string>();
-    for (const r of await this.store.findRunEntries(items.map(({ entry }) => ({ agent, run: entry.run, seq: entry.seq })))) {
-      const i = items.findIndex(({ entry, signed }) => entry.run === r.run && entry.seq === r.seq && equalBytes(signed.leafHash, r.leafHash));
-      if (i >= 0) logged.add(seqKey(agent, r.run!, r.seq!));
-    }
-    const toCheck = items.map((x, position) => ({ ...x, position })).filter(({ entry }) => !logged.has(seqKey(agent, entry.run, entry.seq)));
     const results = await this.gate.shared(agent, async () => {
-      if (toCheck.length === 0) return this.sequence(agent, items);
       const key = this.keys.current(agent);
-      if (!key) {
-        const periods = this.keys.periods(agent);
-        if (periods.length === 0) throw this.reject('unknown_agent', new NotFoundError(`unknown agent ${quote(agent)}: an operator registers it first`));
-        const last = periods[periods.length - 1]!;
-        throw this.reject('revoked', new ForbiddenError(`agent ${quote(agent)} has no valid key: ${last.vkey.split('+')[1]} was revoked at index ${last.until}`));
+      const positions = items.map((x, position) => ({ ...x, position }));
+      const ok = key ? await this.signaturesOk(key, positions) : positions.map(() => false);
+      const failing = positions.filter((_, j) => !ok[j]);
+      if (failing.length > 0) {
+        // Entries already logged with these very bytes are answered as duplicates whatever
+        // happened to the agent's key since (their signature was checked at their index),
+        // so a retry of a write whose answer was lost never turns into a refusal. Only a
+        // refusal pays for this lookup.
+        const logged = await this.loggedAlready(agent, failing);
+        const refused = failing.filter(({ entry }) => !logged.has(seqKey(agent, entry.run, entry.seq)));
+        if (refused.length > 0) {
+          if (!key) throw this.noKey(agent);
+          throw await this.explainSignature(agent, key, refused[0]!);
+        }
       }
-      await this.checkSignatures(agent, key, toCheck);
       return this.sequence(agent, items);
     });
     const max = results.reduce((m, r) => Math.max(m, r.index), -1);
@@ -234,22 +232,43 @@ export class AuditLog {
   }
 
   /** Signatures on all cores; a signature by an ended key is told apart from a bad one. */
-  private async checkSignatures(agent: string, key: KeyPeriod, items: ReadonlyArray<{ signed: SignedEntry; position: number }>): Promise<void> {
-    const ok = await this.pool.verify(items.map((x) => ({ publicKey: key.publicKey, message: entrySigningMessage(x.signed.entryBytes), signature: x.signed.signature })));
-    const b = ok.findIndex((v) => !v);
-    if (b < 0) return;
-    const s = items[b]!.signed;
-    const bad = items[b]!.position;
+  /** Signatures on all cores, one boolean per entry. */
+  private signaturesOk(key: KeyPeriod, items: ReadonlyArray<{ signed: SignedEntry }>): Promise<boolean[]> {
+    return this.pool.verify(items.map((x) => ({ publicKey: key.publicKey, message: entrySigningMessage(x.signed.entryBytes), signature: x.signed.signature })));
+  }
+
+  /** The (agent, run, seq) keys of `items` the index holds with these very bytes. */
+  private async loggedAlready(agent: string, items: ReadonlyArray<{ signed: SignedEntry; entry: RunEntry }>): Promise<Set<string>> {
+    const want = new Map(items.map(({ entry, signed }) => [seqKey(agent, entry.run, entry.seq), signed.leafHash]));
+    const logged = new Set<string>();
+    for (const r of await this.store.findRunEntries(items.map(({ entry }) => ({ agent, run: entry.run, seq: entry.seq })))) {
+      const k = seqKey(agent, r.run!, r.seq!);
+      if (equalBytes(want.get(k)!, r.leafHash)) logged.add(k);
+    }
+    return logged;
+  }
+
+  /** The refusal for an agent without a current key: never registered, or revoked. */
+  private noKey(agent: string): TlogError {
+    const periods = this.keys.periods(agent);
+    if (periods.length === 0) return this.reject('unknown_agent', new NotFoundError(`unknown agent ${quote(agent)}: an operator registers it first`));
+    const last = periods[periods.length - 1]!;
+    return this.reject('revoked', new ForbiddenError(`agent ${quote(agent)} has no valid key: ${last.vkey.split('+')[1]} was revoked at index ${last.until}`));
+  }
+
+  /** Why an entry's signature failed: a key that was rotated out or revoked, or a bad signature. */
+  private async explainSignature(agent: string, key: KeyPeriod, item: { signed: SignedEntry; position: number }): Promise<TlogError> {
+    const { signed: s, position: bad } = item;
     for (const p of this.keys.periods(agent)) {
       if (p === key || p.until === null) continue;
       if ((await this.pool.verify([{ publicKey: p.publicKey, message: entrySigningMessage(s.entryBytes), signature: s.signature }]))[0]) {
-        throw this.reject(
+        return this.reject(
           'ended_key',
           new ForbiddenError(`entries[${bad}] is signed with ${quote(p.vkey)}, ${p.endedBy === 'revoked' ? 'revoked' : 'rotated out'} at index ${p.until}; agent ${quote(agent)} now signs with key ID ${key.keyId.toString(16).padStart(8, '0')}`)
         );
       }
     }
-    throw this.reject('signature', new VerificationError(`entries[${bad}]: the signature does not verify with agent ${quote(agent)}'s current key ${quote(key.vkey)}`));
+    return this.reject('signature', new VerificationError(`entries[${bad}]: the signature does not verify with agent ${quote(agent)}'s current key ${quote(key.vkey)}`));
   }
 
   /** Replay, chain and closed-run checks against the batch, the entries in flight and the index; then appends. */
@@ -682,13 +701,6 @@ export class AuditLog {
     if (!row || row.agent === null || row.run === null || !p) throw new NotFoundError(`entry ${index} has no payload ${quote(name)}`);
     if (p.erasedBy !== null || !p.data || !p.salt) throw new GoneError(`payload ${quote(name)} of entry ${index} was erased at index ${p.erasedBy}`);
     return { agent: row.agent, run: row.run, salt: p.salt, data: p.data, commitment: p.commitment };
-  }
-
-  /** The agent and run of an indexed entry (for access checks), or null. */
-  async ownerOf(index: number): Promise<{ agent: string; run: string } | null> {
-    if (index >= this.watermark) return null;
-    const row = (await this.store.query({ below: index + 1, after: index - 1, limit: 1, order: 'asc' }))[0];
-    return row && row.index === index && row.agent !== null && row.run !== null ? { agent: row.agent, run: row.run } : null;
   }
 
   private reject(reason: string, err: TlogError): TlogError {

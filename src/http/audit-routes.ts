@@ -280,10 +280,10 @@ export function mountAuditRoutes(app: Hono, opts: AuditRoutesOptions): void {
     const p = await principal(c);
     const index = parseDecimal(c.req.param('index') ?? '', 'index');
     const name = pathName(c, 'name');
-    const owner = await audit.ownerOf(index);
-    if (owner) authorize(() => requireReader(p, owner.agent, owner.run));
-    else authorize(() => requireOperator(p, 'reading this payload'));
+    // Which payloads exist, and which were erased, is public (query results list them);
+    // the data is the reader's only.
     const r = await audit.payload(index, name);
+    authorize(() => requireReader(p, r.agent, r.run));
     return c.json({ index, name, agent: r.agent, run: r.run, commitment: encodeBase64(r.commitment), salt: encodeBase64(r.salt), data: encodeBase64(r.data) }, 200, { 'Cache-Control': 'no-store' });
   });
 
