@@ -30,7 +30,7 @@ const ALLOWED: Record<string, (t: string, file: string) => boolean> = {
   core: (t) => t === 'src/core' || t === '@noble/hashes',
   note: (t, file) => t === 'src/core' || t === 'src/note' || t === '@noble/hashes' || t === '@noble/ed25519' || (t === 'node:' && file.endsWith('ed25519-node.ts')),
   storage: (t) => ['src/core', 'src/storage', 'postgres', '@electric-sql/pglite', '@electric-sql/pglite-socket', 'node:'].includes(t),
-  verify: (t) => ['src/core', 'src/note', 'src/verify', '@noble/hashes', '@noble/ed25519'].includes(t),
+  verify: (t) => ['src/core', 'src/note', 'src/entry', 'src/verify', '@noble/hashes', '@noble/ed25519'].includes(t),
   entry: (t) => ['src/core', 'src/note', 'src/entry', 'cbor-x', '@noble/hashes', '@noble/ed25519'].includes(t),
   client: (t) => ['src/core', 'src/note', 'src/verify', 'src/entry', 'src/client'].includes(t),
   audit: (t) => ['src/core', 'src/note', 'src/entry', 'src/log', 'src/storage', 'src/audit', 'src/metrics.ts', 'node:'].includes(t),

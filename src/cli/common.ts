@@ -9,6 +9,9 @@ import { schemaConnection } from '../storage/postgres.js';
 import { useSha256 } from '../core/hash.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
 import { parsePolicy, type ParsePolicyOptions, type Policy } from '../verify/policy.js';
+import type { ReceiptTrust } from '../verify/receipt.js';
+import { TlogError } from '../core/errors.js';
+import { parseVerifierKey } from '../note/keys.js';
 
 export function positiveInt(v: string | undefined, name: string, dflt: number, min = 1): number {
   if (v === undefined) return dflt;
@@ -149,4 +152,36 @@ export function readPolicyFile(file: string, opts: Omit<ParsePolicyOptions, 'ed2
     throw new Error(`cannot read the policy ${file}: ${(err as Error).message}`);
   }
   return parsePolicy(text, { ...opts, ed25519: nodeEd25519 });
+}
+
+/** A command line that cannot be acted on: the command prints it and exits 2. */
+export class UsageError extends Error {}
+
+/**
+ * The trust an offline check uses, from `--log-key <vkey|file>` or `--policy <file>`
+ * (exactly one). A policy may omit its quorum line (then no cosignature is required).
+ * @throws {UsageError} For a missing, doubled or unreadable option.
+ */
+export function trustFromFlags(values: { 'log-key'?: string; policy?: string }): ReceiptTrust {
+  if ((values['log-key'] === undefined) === (values.policy === undefined)) throw new UsageError('give exactly one of --log-key and --policy');
+  if (values.policy !== undefined) {
+    try {
+      return { policy: readPolicyFile(values.policy, { quorumOptional: true }) };
+    } catch (err) {
+      if (err instanceof TlogError) throw err;
+      throw new UsageError((err as Error).message);
+    }
+  }
+  const k = values['log-key']!;
+  // A verifier key has no "/" before its first "+", a path usually does; try the key first.
+  try {
+    parseVerifierKey(k);
+    return { logKey: k };
+  } catch {
+    try {
+      return { logKey: readFileSync(k, 'utf8').trim() };
+    } catch (err) {
+      throw new UsageError(`cannot read the log key ${k}: ${(err as Error).message}`);
+    }
+  }
 }

@@ -7,6 +7,7 @@ import { serveCommand } from './serve.js';
 import { keygenCommand } from './keygen.js';
 import { witnessCommand } from './witness.js';
 import { verifyCommand } from './verify.js';
+import { auditCommand } from './audit.js';
 
 const USAGE = `glasslog — a transparency log for the audit trails of AI agents
 
@@ -16,6 +17,8 @@ Usage:
   glasslog keygen [options]    generate a signing key (see glasslog keygen --help)
   glasslog verify <check> …    offline checks: receipt, consistency, evidence
                                (see glasslog verify --help)
+  glasslog audit <log-url> …   audit every entry and tile of a log, incrementally
+                               (see glasslog audit --help)
   glasslog --version
 `;
 
@@ -28,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return witnessCommand(rest);
     case 'verify':
       return verifyCommand(rest);
+    case 'audit':
+      return auditCommand(rest);
     case 'keygen':
       return keygenCommand(rest);
     case '--version':

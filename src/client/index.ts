@@ -5,3 +5,4 @@
  */
 export * from './agent.js';
 export * from './tile-client.js';
+export * from './log-auditor.js';

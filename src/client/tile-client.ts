@@ -4,6 +4,7 @@
  * check the hashes they compute from tiles against a signed checkpoint's root.
  */
 import { TlogError, VerificationError } from '../core/errors.js';
+import { MAX_ENTRY_SIZE } from '../core/bundle.js';
 import { HASH_SIZE } from '../core/hash.js';
 import { tileNodeReader, tilePath, tilesNeeded, tileWidthAt } from '../core/tile.js';
 import type { NodeReader, RangeMemo } from '../core/tree.js';
@@ -25,7 +26,12 @@ export interface TileClientOptions {
   readonly maxBodyBytes?: number;
 }
 
+/** The largest entry bundle: 256 entries of the largest size, each with its length. */
+const MAX_BUNDLE_BYTES = 256 * (2 + MAX_ENTRY_SIZE);
+
 export class TileClient {
+  /** Requests answered 200 and the body bytes they carried (after any decompression). */
+  readonly stats = { requests: 0, bytes: 0 };
   private readonly prefix: string;
   private readonly fetchFn: typeof fetch;
   private readonly timeoutMs: number;
@@ -39,7 +45,7 @@ export class TileClient {
     this.maxBodyBytes = opts.maxBodyBytes ?? 1 << 20;
   }
 
-  private async get(path: string): Promise<Uint8Array> {
+  private async get(path: string, maxBodyBytes = this.maxBodyBytes): Promise<Uint8Array> {
     const url = `${this.prefix}/${path}`;
     let res: Response;
     try {
@@ -52,9 +58,9 @@ export class TileClient {
       throw new FetchError(`GET ${url}: status ${res.status}`, res.status);
     }
     const declared = Number(res.headers.get('content-length') ?? NaN);
-    if (declared > this.maxBodyBytes) {
+    if (declared > maxBodyBytes) {
       await res.body?.cancel();
-      throw new FetchError(`GET ${url}: body of ${declared} bytes exceeds ${this.maxBodyBytes}`);
+      throw new FetchError(`GET ${url}: body of ${declared} bytes exceeds ${maxBodyBytes}`);
     }
     let body: Uint8Array;
     try {
@@ -62,7 +68,9 @@ export class TileClient {
     } catch (err) {
       throw new FetchError(`GET ${url}: reading the body: ${(err as Error).message}`);
     }
-    if (body.length > this.maxBodyBytes) throw new FetchError(`GET ${url}: body of ${body.length} bytes exceeds ${this.maxBodyBytes}`);
+    if (body.length > maxBodyBytes) throw new FetchError(`GET ${url}: body of ${body.length} bytes exceeds ${maxBodyBytes}`);
+    this.stats.requests++;
+    this.stats.bytes += body.length;
     return body;
   }
 
@@ -78,6 +86,11 @@ export class TileClient {
       throw new VerificationError(`tile ${level}/${index} of width ${width}: got ${data.length} bytes, want ${width * HASH_SIZE}`);
     }
     return data;
+  }
+
+  /** Entry bundle `index` at `width` (256 for a full bundle), unparsed. */
+  async entryBundle(index: number, width: number): Promise<Uint8Array> {
+    return this.get(tilePath({ level: 'entries', index, width }), MAX_BUNDLE_BYTES);
   }
 
   /**

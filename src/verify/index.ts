@@ -7,3 +7,4 @@ export * from './policy.js';
 export * from './evidence.js';
 export * from './receipt.js';
 export * from './consistency.js';
+export * from './log-audit.js';

@@ -34,6 +34,7 @@ import { createLogApp } from '../../src/http/log-app.js';
 import { Log, type LogOptions } from '../../src/log/log.js';
 import { Registry } from '../../src/metrics.js';
 import { generateKey, newSigner } from '../../src/note/index.js';
+import { nodeEd25519 } from '../../src/note/ed25519-node.js';
 import { PostgresAuditStore } from '../../src/storage/audit-store.js';
 import { PostgresLogStore } from '../../src/storage/postgres.js';
 import type { AuditConnection, AuditStoreFactory, AuditStoreHandle } from './audit-stores.js';
@@ -335,7 +336,7 @@ export class TestAgent {
       ...(f.attrs ? { attrs: f.attrs } : {}),
       ...(f.payloads ? { payloads: Object.fromEntries(Object.entries(payloads).map(([n, p]) => [n, p.commitment])) } : {}),
     };
-    const signed = signEntry(entry, skey);
+    const signed = signEntry(entry, skey, nodeEd25519);
     this.runs.set(run, { seq: seq + 1, prev: signed.leafHash });
     return { signed, payloads };
   }
@@ -346,7 +347,7 @@ export class TestAgent {
     const seq = f.seq ?? r.seq;
     const prev = f.prev ?? (seq > 0 ? r.prev ?? new Uint8Array(32) : undefined);
     const entry: RunCloseEntry = { type: 'run.close', agent: this.id, run, seq, ...(prev ? { prev } : {}), time: f.time ?? Date.now() };
-    const signed = signEntry(entry, skey);
+    const signed = signEntry(entry, skey, nodeEd25519);
     this.runs.set(run, { seq: seq + 1, prev: signed.leafHash });
     return { signed, payloads: {} };
   }
