@@ -116,10 +116,9 @@ function verify(
 
 /** The leaf hash of the caller's `leaf` argument. */
 function leafHashOf(leaf: unknown): Uint8Array {
-  if (leaf instanceof Uint8Array) {
-    if (leaf.length === 0) throw new MalformedError('receipt: the entry is empty');
-    return rfc6962LeafHash(leaf);
-  }
+  // An empty entry is a valid RFC 6962 leaf (transparency-dev/merkle's test data has one),
+  // though this log never accepts one.
+  if (leaf instanceof Uint8Array) return rfc6962LeafHash(leaf);
   const h = typeof leaf === 'object' && leaf !== null ? (leaf as { leafHash?: unknown }).leafHash : undefined;
   if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) {
     throw new MalformedError(`receipt: the leaf must be the entry bytes or { leafHash } of ${HASH_SIZE} bytes`);

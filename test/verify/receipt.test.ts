@@ -288,7 +288,8 @@ describe('verifyReceipt: tampering is detected and named', () => {
     expectFailure(() => verifyReceipt(receipts[5]!.replace('c2sp.org/tlog-proof@v1', 'c2sp.org/tlog-proof@v2'), e5, logKey()), MalformedError, 'first line');
     expectFailure(() => verifyReceipt(receipts[5]!.replace('index 5', 'index 05'), e5, logKey()), MalformedError, 'index');
     expectFailure(() => verifyReceipt(receipts[5]! + 'trailing', e5, logKey()), MalformedError, 'checkpoint');
-    expectFailure(() => verifyReceipt(receipts[5]!, new Uint8Array(0), logKey()), MalformedError, 'empty');
+    // An empty entry is a valid RFC 6962 leaf: it is checked, and is simply not entry 5.
+    expectFailure(() => verifyReceipt(receipts[5]!, new Uint8Array(0), logKey()), VerificationError, 'inclusion proof');
     expectFailure(() => verifyReceipt(receipts[5]!, { leafHash: new Uint8Array(31) }, logKey()), MalformedError, 'leafHash');
     expectFailure(() => verifyReceipt(receipts[5]!, e5, { logKey: 'not a key' }), MalformedError, 'log key');
     expectFailure(() => verifyReceipt(receipts[5]!, e5, { logKey: W.W1.vkey }), MalformedError, 'log key');
