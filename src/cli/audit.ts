@@ -19,7 +19,8 @@ import { positiveInt, trustFromFlags, UsageError, useNodeSha256 } from './common
 
 const HELP = `Usage:
   glasslog audit <log-url> (--log-key <vkey|file> | --policy <file>) --state <file>
-                 [--entries agent|any] [--threads <n>] [--json] [--no-progress]
+                 [--entries agent|any] [--threads <n>] [--save-every <seconds>]
+                 [--json] [--no-progress]
 
 Fetches every entry bundle and tile not audited yet, checks every entry (canonical
 encoding; the agent's signature under its key history, replayed from the log; the log's
@@ -32,6 +33,8 @@ tree audited last proves the new checkpoint consistent with it.
   --entries any      the log also holds raw (non-agent) entries: count them, do not
                      fail on them (default: agent, every leaf must be an agent entry)
   --threads <n>      signature-checking threads (default: one per core)
+  --save-every <s>   how often an unfinished pass saves the state (default 5;
+                     0: after every bundle)
 
 Exit status: 0 verified, 1 not verified (findings, or a root or signature that does not
 check out), 2 usage error, 130 interrupted (state saved; run again to resume).
@@ -49,6 +52,7 @@ export async function auditCommand(args: string[]): Promise<number> {
         state: { type: 'string' },
         entries: { type: 'string', default: 'agent' },
         threads: { type: 'string' },
+        'save-every': { type: 'string' },
         json: { type: 'boolean', default: false },
         'no-progress': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -77,7 +81,8 @@ export async function auditCommand(args: string[]): Promise<number> {
     if (values.state === undefined) throw new UsageError('give --state <file>: where the audit keeps what it checked');
     if (values.entries !== 'agent' && values.entries !== 'any') throw new UsageError('--entries is agent or any');
     const trust = trustFromFlags(values);
-    const threads = positiveInt(values.threads, '--threads', availableParallelism());
+    const threads = flagInt(values.threads, 'threads', availableParallelism(), 1);
+    const saveEvery = flagInt(values['save-every'], 'save-every', 5, 0);
     stateFile = resolve(values.state);
     before = readState(stateFile);
     const file = stateFile;
@@ -101,6 +106,7 @@ export async function auditCommand(args: string[]): Promise<number> {
           writeState(file, s);
           savedMidPass = true;
         },
+        saveEveryMs: saveEvery * 1000,
         signal: abort.signal,
       });
     } finally {
@@ -154,6 +160,14 @@ export async function auditCommand(args: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
     await pool?.close();
+  }
+}
+
+function flagInt(v: string | undefined, name: string, dflt: number, min: number): number {
+  try {
+    return positiveInt(v, name, dflt, min);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
   }
 }
 

@@ -5,7 +5,7 @@
  * what is new, one with nothing new; a proxy that flips a bit of one entry bundle on its
  * way to the auditor; usage errors. Needs `npm run build` first.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -21,16 +21,37 @@ let dataDir: string;
 let schema: string | undefined;
 let work: string;
 
+interface AuditRun {
+  readonly child: ChildProcess;
+  readonly done: Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string; err: string }>;
+}
+
+/** Starts `glasslog audit …`. */
+function startAudit(...args: string[]): AuditRun {
+  const child = spawn(process.execPath, [MAIN_JS, 'audit', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  return { child, done: new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, out, err }))) };
+}
+
 /** Runs `glasslog audit …`; resolves with its exit code and output. */
 function auditCli(...args: string[]): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN_JS, 'audit', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => resolve({ code, out, err }));
-  });
+  return startAudit(...args).done;
+}
+
+/** Resolves once the state file records an unfinished pass past its first bundle. */
+async function midPass(file: string, timeoutMs = 30_000): Promise<{ treeSize: number; target: string | null }> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    if (existsSync(file)) {
+      const s = JSON.parse(readFileSync(file, 'utf8')) as { treeSize: number; target: string | null };
+      if (s.target !== null && s.treeSize > 0) return s;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`no mid-pass state in ${file} after ${timeoutMs} ms`);
 }
 
 async function call(method: string, path: string, body?: unknown): Promise<unknown> {
@@ -133,9 +154,9 @@ describe('glasslog audit against the real server', () => {
     const size = 1108 + 21;
     const n = Math.floor(1108 / TILE_WIDTH);
     const target = '/' + tilePath({ level: 'entries', index: n, width: tileWidthAt('entries', n, size) });
-    const proxy = await flippingProxy(server.url, target);
+    const tamper = await proxy(server.url, { flip: target });
     try {
-      const r = await auditCli(proxy.url, '--log-key', vkeyFile(), '--state', state(), '--json');
+      const r = await auditCli(tamper.url, '--log-key', vkeyFile(), '--state', state(), '--json');
       expect(r.code).toBe(1);
       const j = JSON.parse(r.out);
       expect(j.verified).toBe(false);
@@ -143,11 +164,43 @@ describe('glasslog audit against the real server', () => {
       expect(j.error).toMatch(/tile 0\/4: hash \d+ \(entry \d+\) is/);
       expect(readFileSync(state(), 'utf8')).toBe(before);
     } finally {
-      proxy.server.close();
+      tamper.server.close();
     }
     const ok = await auditCli(server.url, '--log-key', vkeyFile(), '--state', state(), '--json');
     expect(JSON.parse(ok.out)).toMatchObject({ verified: true, previousSize: 1108, treeSize: 1129 });
   }, 120_000);
+
+  for (const how of ['SIGINT', 'SIGKILL'] as const) {
+    it(`an audit stopped by ${how} mid-pass resumes from its state file`, async () => {
+      const file = join(work, `resume-${how}.json`);
+      const slow = await proxy(server.url, { delayMs: 150 });
+      try {
+        const run = startAudit(slow.url, '--log-key', vkeyFile(), '--state', file, '--save-every', '0', '--json');
+        const mid = await midPass(file);
+        run.child.kill(how);
+        const end = await run.done;
+        if (how === 'SIGINT') {
+          expect(end.code, end.err).toBe(130);
+          expect(end.err).toContain('interrupted; the state is saved, run again to resume');
+        } else {
+          expect(end.signal).toBe('SIGKILL');
+        }
+        const saved = JSON.parse(readFileSync(file, 'utf8')) as { treeSize: number; target: string | null; checkpoint: string | null };
+        expect(saved.target).not.toBeNull();
+        expect(saved.checkpoint).toBeNull();
+        expect(saved.treeSize % TILE_WIDTH).toBe(0);
+        expect(saved.treeSize).toBeGreaterThanOrEqual(mid.treeSize);
+        const again = await auditCli(server.url, '--log-key', vkeyFile(), '--state', file, '--json');
+        expect(again.code, again.err).toBe(0);
+        const j = JSON.parse(again.out);
+        expect(j).toMatchObject({ verified: true, previousSize: saved.treeSize });
+        expect(j.entriesChecked).toBe(j.treeSize - saved.treeSize);
+        expect(JSON.parse(readFileSync(file, 'utf8'))).toMatchObject({ target: null, treeSize: j.treeSize });
+      } finally {
+        slow.server.close();
+      }
+    }, 120_000);
+  }
 
   it('usage errors exit 2; an unreachable log or a wrong key exits 1 naming why', async () => {
     expect((await auditCli(server.url, '--log-key', vkeyFile())).code).toBe(2);
@@ -167,8 +220,11 @@ describe('glasslog audit against the real server', () => {
   }, 60_000);
 });
 
-/** An HTTP proxy to `upstream` that flips one bit of the body of `path`. */
-async function flippingProxy(upstream: string, path: string): Promise<{ server: Server; url: string }> {
+/**
+ * An HTTP proxy to `upstream` that flips one bit of the body of `flip`, and delays every
+ * entry bundle by `delayMs`.
+ */
+async function proxy(upstream: string, opts: { flip?: string; delayMs?: number }): Promise<{ server: Server; url: string }> {
   const up = new URL(upstream);
   const server = createServer((req, res) => {
     const fwd = httpRequest({ host: up.hostname, port: up.port, path: req.url, method: req.method, headers: { ...req.headers, 'accept-encoding': 'identity', host: up.host } }, (r) => {
@@ -176,11 +232,15 @@ async function flippingProxy(upstream: string, path: string): Promise<{ server: 
       r.on('data', (c: Buffer) => chunks.push(c));
       r.on('end', () => {
         const body = Buffer.concat(chunks);
-        if (req.url === path && body.length > 100) body[body.length - 10]! ^= 0x01;
+        if (req.url === opts.flip && body.length > 100) body[body.length - 10]! ^= 0x01;
         const headers = { ...r.headers };
         delete headers['content-length'];
-        res.writeHead(r.statusCode ?? 502, headers);
-        res.end(body);
+        const send = () => {
+          res.writeHead(r.statusCode ?? 502, headers);
+          res.end(body);
+        };
+        if (opts.delayMs && req.url?.startsWith('/tile/entries/')) setTimeout(send, opts.delayMs);
+        else send();
       });
     });
     req.pipe(fwd);
