@@ -350,6 +350,34 @@ describe('auditLog finds tampering', () => {
     expect((err as Error).message).toContain('entry 50: audited before with leaf hash');
   });
 
+  it('property: a bit flipped in any bundle, tile or the checkpoint the pass reads is always detected', async () => {
+    const log = new AgentLog();
+    const a = log.register('agent-b');
+    const b = log.register('agent-c');
+    for (let i = 0; i < 700; i++) log.add((i % 3 ? a : b).event(`r${i % 7}`, { payloads: i % 5 ? undefined : { p: `v${i}` } }));
+    log.rotate(a);
+    for (let i = 0; i < 100; i++) log.add(a.event('r9'));
+    log.publish();
+    const paths = expectedPaths(0, log.size);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...paths), fc.nat(), fc.integer({ min: 0, max: 7 }), async (path, at, bit) => {
+        const original = path === 'checkpoint' ? new TextEncoder().encode(log.view.served!) : log.view.tiles.get(path)!;
+        const flipped = original.slice();
+        flipped[at % flipped.length]! ^= 1 << bit;
+        log.view.override = (p) => (p === path ? new Response(flipped, { status: 200 }) : undefined);
+        try {
+          const r = await audit(log, null);
+          expect(r.findings.length, `${path} byte ${at % flipped.length} bit ${bit}`).toBeGreaterThan(0);
+        } catch (err) {
+          expect((err as { code?: string }).code, String(err)).toMatch(/^(MALFORMED|VERIFICATION_FAILED|TOO_LARGE)$/);
+        } finally {
+          log.view.override = undefined;
+        }
+      }),
+      { numRuns: 40 }
+    );
+  });
+
   it('never throws anything but a TlogError for garbage served in place of bundles and tiles', async () => {
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 600 }), fc.constantFrom<'entries' | 0>('entries', 0), async (junk, which) => {
