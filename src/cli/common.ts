@@ -157,6 +157,15 @@ export function readPolicyFile(file: string, opts: Omit<ParsePolicyOptions, 'ed2
 /** A command line that cannot be acted on: the command prints it and exits 2. */
 export class UsageError extends Error {}
 
+/** The text of a file the command line names. @throws {UsageError} naming `what` */
+export function readText(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${file}: ${(err as Error).message}`);
+  }
+}
+
 /**
  * The trust an offline check uses, from `--log-key <vkey|file>` or `--policy <file>`
  * (exactly one). A policy may omit its quorum line (then no cosignature is required).
@@ -178,10 +187,6 @@ export function trustFromFlags(values: { 'log-key'?: string; policy?: string }):
     parseVerifierKey(k);
     return { logKey: k };
   } catch {
-    try {
-      return { logKey: readFileSync(k, 'utf8').trim() };
-    } catch (err) {
-      throw new UsageError(`cannot read the log key ${k}: ${(err as Error).message}`);
-    }
+    return { logKey: readText(k, 'the log key').trim() };
   }
 }

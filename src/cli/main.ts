@@ -8,6 +8,7 @@ import { keygenCommand } from './keygen.js';
 import { witnessCommand } from './witness.js';
 import { verifyCommand } from './verify.js';
 import { auditCommand } from './audit.js';
+import { exportCommand } from './export.js';
 
 const USAGE = `glasslog — a transparency log for the audit trails of AI agents
 
@@ -15,10 +16,12 @@ Usage:
   glasslog serve [options]     run the log server (see glasslog serve --help)
   glasslog witness [options]   run a witness (see glasslog witness --help)
   glasslog keygen [options]    generate a signing key (see glasslog keygen --help)
-  glasslog verify <check> …    offline checks: receipt, consistency, evidence
+  glasslog verify <check> …    offline checks: receipt, consistency, evidence, bundle
                                (see glasslog verify --help)
   glasslog audit <log-url> …   audit every entry and tile of a log, incrementally
                                (see glasslog audit --help)
+  glasslog export <log-url> …  write an evidence bundle of an agent, a run or a time
+                               window (see glasslog export --help)
   glasslog --version
 `;
 
@@ -33,6 +36,8 @@ async function main(argv: string[]): Promise<number> {
       return verifyCommand(rest);
     case 'audit':
       return auditCommand(rest);
+    case 'export':
+      return exportCommand(rest);
     case 'keygen':
       return keygenCommand(rest);
     case '--version':

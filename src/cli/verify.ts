@@ -1,20 +1,20 @@
 /**
- * `glasslog verify receipt|consistency|evidence`: offline checks with nothing but public
- * keys. Exit 0 only when everything verified; 1 when something did not (the message names
- * it); 2 for a usage error. `--json` prints one JSON object instead of prose.
+ * `glasslog verify receipt|consistency|evidence|bundle`: offline checks with nothing but
+ * public keys. Exit 0 only when everything verified; 1 when something did not (the message
+ * names it); 2 for a usage error. `--json` prints one JSON object instead of prose.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { decodeBase64, encodeBase64, quote } from '../core/encoding.js';
 import { MalformedError, TlogError } from '../core/errors.js';
-import { parseVerifierKey } from '../note/keys.js';
 import { newVerifier } from '../note/note.js';
 import { nodeEd25519 } from '../note/ed25519-node.js';
 import { verifyCheckpointConsistency } from '../verify/consistency.js';
 import { checkpointOf, parseForkEvidence, verifyForkEvidence } from '../verify/evidence.js';
 import { policyLog } from '../verify/policy.js';
-import { readPolicyFile } from './common.js';
-import { verifyReceipt, type ReceiptTrust } from '../verify/receipt.js';
+import { readText, trustFromFlags, UsageError } from './common.js';
+import { verifyReceipt } from '../verify/receipt.js';
+import { verifyEvidenceBundle, type VerifiedEvidenceBundle } from '../verify/bundle.js';
 
 const HELP = `Usage:
   glasslog verify receipt <file> (--log-key <vkey|file> | --policy <file>)
@@ -22,6 +22,7 @@ const HELP = `Usage:
   glasslog verify consistency <old-checkpoint> <new-checkpoint> <proof>
                           (--log-key <vkey|file> | --policy <file>) [--json]
   glasslog verify evidence <file> (--log-key <vkey|file> | --policy <file>) [--json]
+  glasslog verify bundle <file> (--log-key <vkey|file> | --policy <file>) [--json]
 
 Checks, offline, with nothing but public keys:
   receipt       a c2sp.org/tlog-proof receipt: the log's signature, the witnesses'
@@ -32,40 +33,14 @@ Checks, offline, with nothing but public keys:
                 the JSON of GET /v1/proofs/consistency)
   evidence      a witness's fork evidence (glasslog/fork-evidence@v1): two
                 checkpoints the log signed that cannot be one history
+  bundle        an evidence bundle (glasslog/evidence-bundle@v1, from glasslog
+                export): the checkpoint, every entry's inclusion proof and agent
+                signature under the key history in the bundle, the payloads it
+                opens, the erasures, and every run's chain (spec/evidence-bundle.md)
 
 The policy file is C2SP tlog-policy (log, witness, group, quorum lines).
 Exit status: 0 verified, 1 not verified, 2 usage error.
 `;
-
-class UsageError extends Error {}
-
-function readText(file: string, what: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read ${what} ${file}: ${(err as Error).message}`);
-  }
-}
-
-function trustOf(values: { 'log-key'?: string; policy?: string }): ReceiptTrust {
-  if ((values['log-key'] === undefined) === (values.policy === undefined)) throw new UsageError('give exactly one of --log-key and --policy');
-  if (values.policy !== undefined) {
-    try {
-      return { policy: readPolicyFile(values.policy, { quorumOptional: true }) };
-    } catch (err) {
-      if (err instanceof TlogError) throw err;
-      throw new UsageError((err as Error).message);
-    }
-  }
-  const k = values['log-key']!;
-  // A verifier key has no "/" before its first "+", a path usually does; try the key first.
-  try {
-    parseVerifierKey(k);
-    return { logKey: k };
-  } catch {
-    return { logKey: readText(k, 'the log key').trim() };
-  }
-}
 
 function parseProof(text: string): Uint8Array[] {
   const t = text.trim();
@@ -121,7 +96,7 @@ export async function verifyCommand(args: string[]): Promise<number> {
     switch (what) {
       case 'receipt': {
         want(1, '<file>');
-        const trust = trustOf(values);
+        const trust = trustFromFlags(values);
         if (values.entry !== undefined && values['leaf-hash'] !== undefined) throw new UsageError('give --entry or --leaf-hash, not both');
         if (values.entry === undefined && values['leaf-hash'] === undefined) throw new UsageError('give the entry (--entry <file>) or its leaf hash (--leaf-hash <base64>)');
         let leaf: Uint8Array | { leafHash: Uint8Array };
@@ -146,14 +121,14 @@ export async function verifyCommand(args: string[]): Promise<number> {
       }
       case 'consistency': {
         want(3, '<old-checkpoint> <new-checkpoint> <proof>');
-        const trust = trustOf(values);
+        const trust = trustFromFlags(values);
         const proof = parseProof(readText(positionals[2]!, 'the proof'));
         const r = verifyCheckpointConsistency(readText(positionals[0]!, 'the old checkpoint'), readText(positionals[1]!, 'the new checkpoint'), proof, trust);
         return ok(`${quote(r.old.origin)} at tree size ${r.new.treeSize} extends tree size ${r.old.treeSize}`, { origin: r.old.origin, oldSize: r.old.treeSize, newSize: r.new.treeSize });
       }
       case 'evidence': {
         want(1, '<file>');
-        const trust = trustOf(values);
+        const trust = trustFromFlags(values);
         const text = readText(positionals[0]!, 'the evidence');
         let keys: string[];
         if ('logKey' in trust) keys = [trust.logKey];
@@ -170,8 +145,14 @@ export async function verifyCommand(args: string[]): Promise<number> {
           { origin: f.origin, smaller: { treeSize: f.smaller.treeSize, rootHash: encodeBase64(f.smaller.rootHash) }, larger: { treeSize: f.larger.treeSize, rootHash: encodeBase64(f.larger.rootHash) } }
         );
       }
+      case 'bundle': {
+        want(1, '<file>');
+        const trust = trustFromFlags(values);
+        const v = verifyEvidenceBundle(readText(positionals[0]!, 'the evidence bundle'), trust, { ed25519: nodeEd25519 });
+        return ok(bundleProse(v).join('\n  '), bundleSummary(v));
+      }
       default:
-        throw new UsageError(`unknown check ${JSON.stringify(what)} (receipt, consistency or evidence)`);
+        throw new UsageError(`unknown check ${JSON.stringify(what)} (receipt, consistency, evidence or bundle)`);
     }
   } catch (err) {
     if (err instanceof UsageError) {
@@ -184,4 +165,78 @@ export async function verifyCommand(args: string[]): Promise<number> {
     else process.stderr.write(`NOT VERIFIED: ${message}\n`);
     return 1;
   }
+}
+
+/** Counts of the payload statuses of a verified bundle. */
+function payloadCounts(v: VerifiedEvidenceBundle): { opened: number; withheld: number; erased: number } {
+  const n = { opened: 0, withheld: 0, erased: 0 };
+  for (const e of v.entries) for (const p of Object.values(e.payloads)) n[p.status]++;
+  return n;
+}
+
+function filterText(v: VerifiedEvidenceBundle): string {
+  const f = v.filter;
+  const parts: string[] = [];
+  if (f.agent !== undefined) parts.push(`agent ${quote(f.agent)}`);
+  if (f.run !== undefined) parts.push(`run ${quote(f.run)}`);
+  if (f.since !== undefined || f.until !== undefined) parts.push(`client time [${f.since ?? '-∞'}, ${f.until ?? '∞'}) ms`);
+  return parts.length === 0 ? 'every agent entry' : parts.join(', ');
+}
+
+/** A verified bundle in words, one line per item: what it proves, its runs, keys and payloads. */
+export function bundleProse(v: VerifiedEvidenceBundle): string[] {
+  const cos = [...v.cosigned];
+  const n = payloadCounts(v);
+  const lines = [
+    `evidence bundle of ${quote(v.origin)} at tree size ${v.checkpoint.treeSize}${cos.length ? `, cosigned by ${cos.join(', ')}` : ''}`,
+    `filter: ${filterText(v)}`,
+    `${v.entries.length} entries in ${v.runs.length} runs; payloads: ${n.opened} opened, ${n.withheld} withheld, ${n.erased} erased`,
+  ];
+  for (const r of v.runs) {
+    const span = r.first === r.last ? `seq ${r.first}` : `seqs ${r.first}–${r.last}`;
+    lines.push(`run ${quote(r.run)} of ${quote(r.agent)}: ${span}${r.closedWith !== undefined ? `, closed after ${r.closedWith} events` : ', no close in the bundle'}`);
+  }
+  for (const a of v.agents) {
+    for (const p of a.periods) {
+      const end = p.until === null ? 'current' : `${p.endedBy === 'revoked' ? 'revoked' : 'rotated out'} at index ${p.until}`;
+      lines.push(`agent ${quote(a.agent)} key ${p.keyId.toString(16).padStart(8, '0')}: installed at index ${p.from}, ${end}`);
+    }
+  }
+  for (const e of v.entries) {
+    for (const [name, p] of Object.entries(e.payloads)) {
+      if (p.status === 'erased') lines.push(`entry ${e.index} payload ${quote(name)}: erased at index ${p.erasedAt}`);
+      else if (p.status === 'withheld') lines.push(`entry ${e.index} payload ${quote(name)}: withheld`);
+      else if (p.erasedAt !== undefined) lines.push(`entry ${e.index} payload ${quote(name)}: opened, although erased at index ${p.erasedAt}`);
+    }
+  }
+  return lines;
+}
+
+/** A verified bundle as JSON data (payload contents left out). */
+export function bundleSummary(v: VerifiedEvidenceBundle): Record<string, unknown> {
+  return {
+    origin: v.origin,
+    treeSize: v.checkpoint.treeSize,
+    rootHash: encodeBase64(v.checkpoint.rootHash),
+    cosignedBy: [...v.cosigned],
+    filter: v.filter,
+    payloads: payloadCounts(v),
+    entries: v.entries.map((e) => ({
+      index: e.index,
+      leafHash: encodeBase64(e.leafHash),
+      type: e.entry.type,
+      agent: e.entry.agent,
+      run: e.entry.run,
+      seq: e.entry.seq,
+      ...(e.entry.type === 'event' ? { kind: e.entry.kind } : {}),
+      time: e.entry.time,
+      key: e.key.vkey,
+      payloads: Object.fromEntries(
+        Object.entries(e.payloads).map(([name, p]) => [name, p.status === 'opened' ? { status: p.status, size: p.data.length, ...(p.erasedAt !== undefined ? { erasedAt: p.erasedAt } : {}) } : p])
+      ),
+    })),
+    runs: v.runs,
+    agents: v.agents.map((a) => ({ agent: a.agent, keys: a.periods.map((p) => ({ key: p.vkey, from: p.from, until: p.until, endedBy: p.endedBy })) })),
+    erasures: v.erasures.map((e) => ({ index: e.index, entry: e.entry.index, name: e.entry.name, reason: e.entry.reason, time: e.entry.time })),
+  };
 }

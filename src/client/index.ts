@@ -6,3 +6,4 @@
 export * from './agent.js';
 export * from './tile-client.js';
 export * from './log-auditor.js';
+export * from './export.js';

@@ -8,3 +8,4 @@ export * from './evidence.js';
 export * from './receipt.js';
 export * from './consistency.js';
 export * from './log-audit.js';
+export * from './bundle.js';
