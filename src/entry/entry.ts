@@ -222,10 +222,20 @@ function uint(v: unknown, path: string): number {
 function text(v: unknown, path: string, minBytes: number, maxBytes: number): string {
   if (typeof v !== 'string') throw bad(path, `expected text, got ${typeName(v)}`);
   if (LONE_SURROGATE.test(v)) throw bad(path, 'text contains a lone surrogate');
-  const n = utf8(v).length;
+  const n = utf8Length(v);
   if (n < minBytes) throw bad(path, minBytes === 1 ? 'must not be empty' : `shorter than ${minBytes} bytes`);
   if (n > maxBytes) throw bad(path, `${n} bytes, more than ${maxBytes}`);
   return v;
+}
+
+/** The UTF-8 length of `s`, which has no lone surrogate, without encoding it. */
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : c >= 0xd800 && c <= 0xdfff ? 2 : 3; // a surrogate pair is 4
+  }
+  return n;
 }
 
 function id(v: unknown, path: string): string {
