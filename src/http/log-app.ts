@@ -181,7 +181,10 @@ export function createLogApp(opts: LogAppOptions): Hono {
     const index = parseDecimal(c.req.param('index'), 'index');
     const treeSize = parseQueryNumber(c, 'treeSize');
     const text = await log.receipt(index, treeSize);
-    return c.body(text, 200, { 'Content-Type': TEXT, 'Cache-Control': treeSize === undefined ? SHORT_LIVED : IMMUTABLE });
+    // A receipt for a fixed size never changes, except that a witnessed log's checkpoint of
+    // that size can still gain cosignatures (fail-open, or witnesses beyond the quorum).
+    const fixed = treeSize !== undefined && !log.witnessed;
+    return c.body(text, 200, { 'Content-Type': TEXT, 'Cache-Control': fixed ? IMMUTABLE : SHORT_LIVED });
   });
 
   app.get('/v1/proofs/inclusion', async (c) => {

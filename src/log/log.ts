@@ -153,6 +153,11 @@ export class Log {
   /** The latest signed checkpoint; ahead of `latest` while it waits for a quorum. */
   private signed!: StoredCheckpoint;
   private readonly witnessing: WitnessingOptions | undefined;
+
+  /** Whether witnesses cosign this log's checkpoints (a stored checkpoint may then gain cosignatures). */
+  get witnessed(): boolean {
+    return this.witnessing !== undefined;
+  }
   private readonly witnessSignal = new Signal();
   /** The size of the last checkpoint a witnessing round finished for. */
   private witnessedSize = -1;

@@ -339,6 +339,10 @@ describe.each(factories())('Log witnessing on $name', (factory) => {
       expect(fake.cosignersOf(p.checkpoint, t.verifier)).toEqual(['a', 'b', 'c']);
       const [batch] = await t.log.receipts([0]);
       expect(batch).toBe(receipt);
+      // A receipt of a fixed size may still gain cosignatures, so it is never cached as immutable.
+      const res = await t.app.request('/v1/receipts/0?treeSize=1');
+      expect(res.status).toBe(200);
+      expect(res.headers.get('cache-control')).toBe('no-cache');
     });
 
     it('retries a round below the quorum without repeating cosignature lines', async () => {
