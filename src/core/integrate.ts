@@ -77,6 +77,25 @@ export function edgeRootHash(edge: TreeEdge): Uint8Array {
  * new width), and the new root hash.
  */
 export function integrate(edge: TreeEdge, leafHashes: readonly Uint8Array[]): IntegrationResult {
+  const { edge: next, fullTiles, touched } = extendEdge(edge, leafHashes);
+  const tiles = [...fullTiles];
+  for (const level of touched) {
+    const hashes = next.levels[level]!;
+    if (hashes.length === 0) continue;
+    tiles.push({
+      coord: { level, index: Math.floor(next.size / levelSpan(level + 1)), width: hashes.length },
+      data: concatBytes(...hashes),
+    });
+  }
+  return { edge: next, tiles, rootHash: edgeRootHash(next) };
+}
+
+/**
+ * The cheap part of {@link integrate}: the new edge and the tiles that became full, without
+ * the partial tiles' data or the root (for a reader that integrates many batches and needs
+ * the root once, at the end). `touched` lists the levels that changed, in increasing order.
+ */
+export function extendEdge(edge: TreeEdge, leafHashes: readonly Uint8Array[]): { edge: TreeEdge; fullTiles: TileData[]; touched: number[] } {
   const levels = edge.levels.map((l) => [...l]);
   const counts = levels.map((_, level) => Math.floor(edge.size / levelSpan(level)));
   const full = new Map<string, TileData>();
@@ -104,15 +123,6 @@ export function integrate(edge: TreeEdge, leafHashes: readonly Uint8Array[]): In
 
   for (const h of leafHashes) add(0, h);
 
-  const tiles = [...full.values()];
-  for (const level of [...touched].sort((a, b) => a - b)) {
-    const hashes = levels[level]!;
-    if (hashes.length === 0) continue;
-    tiles.push({
-      coord: { level, index: Math.floor(counts[level]! / TILE_WIDTH), width: hashes.length },
-      data: concatBytes(...hashes),
-    });
-  }
   const next: TreeEdge = { size: edge.size + leafHashes.length, levels };
-  return { edge: next, tiles, rootHash: edgeRootHash(next) };
+  return { edge: next, fullTiles: [...full.values()], touched: [...touched].sort((a, b) => a - b) };
 }

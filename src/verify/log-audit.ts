@@ -23,7 +23,7 @@ import { decodeBundle } from '../core/bundle.js';
 import { decodeBase64, encodeBase64, equalBytes, quote } from '../core/encoding.js';
 import { MalformedError, TlogError, VerificationError } from '../core/errors.js';
 import { HASH_SIZE, leafHash } from '../core/hash.js';
-import { EMPTY_EDGE, edgeRootHash, integrate, type TreeEdge } from '../core/integrate.js';
+import { EMPTY_EDGE, edgeRootHash, extendEdge, type TreeEdge } from '../core/integrate.js';
 import { newTiles, TILE_WIDTH, tileWidthAt } from '../core/tile.js';
 import { rootFromInclusionProof } from '../core/tree.js';
 import { decodeEnvelope, entrySigningMessage, type SignedEntry } from '../entry/envelope.js';
@@ -444,11 +444,11 @@ export class LogAudit {
       }
       hashes.push(h);
     }
-    const r = integrate(this.edge, hashes);
+    const r = extendEdge(this.edge, hashes);
     this.edge = r.edge;
     this.nextBundle++;
     const completed: HashTile[] = [];
-    for (const { coord, data } of r.tiles) {
+    for (const { coord, data } of r.fullTiles) {
       if (typeof coord.level === 'number' && coord.level > 0 && coord.width === TILE_WIDTH) {
         this.upper.set(`${coord.level}/${coord.index}`, data);
         completed.push({ level: coord.level, index: coord.index, width: coord.width });

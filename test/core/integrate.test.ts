@@ -4,6 +4,7 @@ import {
   EMPTY_EDGE,
   edgeFromTiles,
   edgeRootHash,
+  extendEdge,
   integrate,
   type TileData,
   type TreeEdge,
@@ -187,6 +188,29 @@ describe('integrate', () => {
       const [v] = V.leafN.inclusion as Array<{ leafIdx: number; treeSize: number; proofHex: string[] }>;
       expect(proveInclusion(v!.leafIdx, v!.treeSize, reader).map(toHex)).toEqual(v!.proofHex);
     });
+  });
+});
+
+describe('extendEdge', () => {
+  it('gives integrate()\'s edge and full tiles in any batching, and the root once at the end', () => {
+    fc.assert(
+      fc.property(arbLeavesAndCuts, ([leaves, cuts]) => {
+        let edge: TreeEdge = EMPTY_EDGE;
+        let ref: TreeEdge = EMPTY_EDGE;
+        let from = 0;
+        for (const to of [...cuts, leaves.length]) {
+          const x = extendEdge(edge, leaves.slice(from, to));
+          const r = integrate(ref, leaves.slice(from, to));
+          expect(edgeHex(x.edge)).toEqual(edgeHex(r.edge));
+          const full = r.tiles.filter((t) => t.coord.width === TILE_WIDTH);
+          expect(x.fullTiles.map((t) => `${tilePath(t.coord)}:${toHex(t.data)}`)).toEqual(full.map((t) => `${tilePath(t.coord)}:${toHex(t.data)}`));
+          edge = x.edge;
+          ref = r.edge;
+          from = to;
+        }
+        expect(toHex(edgeRootHash(edge))).toBe(toHex(rootHash(leaves.length, memoryNodeReader(leaves))));
+      })
+    );
   });
 });
 
