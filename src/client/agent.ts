@@ -49,6 +49,7 @@ import { ALG_ED25519, generateKey, parseSignerKey, webCryptoRandom, type RandomS
 import { newVerifier } from '../note/note.js';
 import type { Policy } from '../verify/policy.js';
 import { verifyReceipt, type VerifiedReceipt } from '../verify/receipt.js';
+import { errorText, isObject, serverMessage } from './errors.js';
 
 export type { VerifiedReceipt } from '../verify/receipt.js';
 
@@ -555,33 +556,6 @@ export class AgentRun {
     this.lastLeafHash = signed.leafHash;
     return { signed, payloads };
   }
-}
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error && cause.message !== err.message ? `${err.message} (${cause.message})` : err.message;
-  }
-  return String(err);
-}
-
-/** The `error.message` of a JSON error body, or the body's first line, shortened. */
-function serverMessage(text: string): string | undefined {
-  try {
-    const j = JSON.parse(text) as unknown;
-    const e = isObject(j) ? j['error'] : undefined;
-    const m = isObject(e) ? e['message'] : undefined;
-    if (typeof m === 'string') return m.length > 1000 ? m.slice(0, 1000) + '…' : m;
-  } catch {
-    // not JSON: fall through
-  }
-  const line = text.trim().split('\n')[0] ?? '';
-  if (line === '') return undefined;
-  return line.length > 200 ? line.slice(0, 200) + '…' : line;
 }
 
 /** Retry-After as milliseconds: delay-seconds or an HTTP date; undefined if absent or bad. */

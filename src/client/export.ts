@@ -23,6 +23,7 @@ import { PAYLOAD_SALT_SIZE, verifyPayloadCommitment } from '../entry/payload.js'
 import { parseNote } from '../note/note.js';
 import type { BundleEntry, BundleItem, EvidenceBundle, EvidenceFilter, OpenedPayload } from '../verify/bundle.js';
 import { FetchError, TileClient } from './tile-client.js';
+import { errorText, isObject, serverMessage } from './errors.js';
 
 export interface ExportOptions {
   /** A reader (or operator) bearer token: payloads in its scope are included. */
@@ -432,10 +433,6 @@ function rowOf(x: unknown, treeSize: number, what: string): Row {
   return { index, signed, proof, proofSize: treeSize, erasedBy };
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
 function isUint(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
@@ -456,26 +453,7 @@ function statusError(r: { status: number; body: Uint8Array; url: string }): Fetc
   return new FetchError(`GET ${r.url}: status ${r.status}${msg === undefined ? '' : `: ${msg}`}`, r.status);
 }
 
-/** The `error.message` of a JSON error body, or the body's first line, shortened. */
+/** The server's message in an error body. */
 function errorMessage(body: Uint8Array): string | undefined {
-  const text = new TextDecoder('utf-8', { fatal: false }).decode(body);
-  try {
-    const j = JSON.parse(text) as unknown;
-    const e = isObject(j) ? j['error'] : undefined;
-    const m = isObject(e) ? e['message'] : undefined;
-    if (typeof m === 'string') return m.length > 500 ? m.slice(0, 500) + '…' : m;
-  } catch {
-    // not JSON
-  }
-  const line = text.trim().split('\n')[0] ?? '';
-  if (line === '') return undefined;
-  return line.length > 200 ? line.slice(0, 200) + '…' : line;
-}
-
-function errorText(err: unknown): string {
-  if (err instanceof Error) {
-    const cause = (err as { cause?: unknown }).cause;
-    return cause instanceof Error && cause.message !== err.message ? `${err.message} (${cause.message})` : err.message;
-  }
-  return String(err);
+  return serverMessage(new TextDecoder('utf-8', { fatal: false }).decode(body), 500);
 }
