@@ -115,7 +115,7 @@ export async function auditCommand(args: string[]): Promise<number> {
     writeState(stateFile, result.state);
     const elapsedMs = Date.now() - started;
     const earlier = before?.findingsTotal ?? 0;
-    const verified = result.findings.length === 0 && earlier === 0;
+    const verified = result.findingsCount === 0 && earlier === 0;
     if (json) {
       process.stdout.write(
         JSON.stringify({
@@ -129,6 +129,7 @@ export async function auditCommand(args: string[]): Promise<number> {
           counts: result.state.counts,
           fetched: result.fetched,
           findings: result.findings,
+          findingsCount: result.findingsCount,
           earlierFindings: earlier,
           elapsedMs,
         }) + '\n'
@@ -243,14 +244,16 @@ function report(r: AuditLogResult, earlier: number, elapsedMs: number, stateFile
   if (counts) out.write(`entries audited so far: ${counts}\n`);
   out.write(`fetched ${r.fetched.bundles} bundles and ${r.fetched.tiles} tiles in ${r.fetched.requests} requests (${formatBytes(r.fetched.bytes)}) in ${(elapsedMs / 1000).toFixed(1)} s\n`);
   out.write(`state saved to ${stateFile}\n`);
-  if (r.findings.length === 0 && earlier === 0) {
+  if (r.findingsCount === 0 && earlier === 0) {
     out.write('verified: no findings\n');
     return;
   }
   const shown: Finding[] = r.findings.slice(0, 50);
-  if (r.findings.length > 0) out.write(`NOT VERIFIED: ${r.findings.length} finding${r.findings.length === 1 ? '' : 's'} in this run:\n`);
+  if (r.findingsCount > 0) out.write(`NOT VERIFIED: ${r.findingsCount} finding${r.findingsCount === 1 ? '' : 's'} in this run:\n`);
   for (const f of shown) out.write(`  [${f.kind}] ${f.message}\n`);
-  if (r.findings.length > shown.length) out.write(`  … and ${r.findings.length - shown.length} more (--json lists them all)\n`);
+  if (r.findingsCount > shown.length) {
+    out.write(`  … and ${r.findingsCount - shown.length} more (--json lists the first ${r.findings.length})\n`);
+  }
   if (earlier > 0) out.write(`NOT VERIFIED: ${earlier} finding${earlier === 1 ? '' : 's'} recorded by earlier runs (listed in the state file)\n`);
 }
 

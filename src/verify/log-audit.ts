@@ -283,8 +283,10 @@ export interface AuditSummary {
   /** Tree size already audited before this pass. */
   readonly previousSize: number;
   readonly entriesChecked: number;
-  /** This pass's findings (all of them). */
+  /** This pass's findings, the first {@link MAX_KEPT_FINDINGS} of them. */
   readonly findings: readonly Finding[];
+  /** How many findings this pass made in all. */
+  readonly findingsCount: number;
   /** The state after the pass, to be saved. */
   readonly state: AuditState;
 }
@@ -312,7 +314,9 @@ export class LogAudit {
   private registry: Array<{ index: number; envelope: string }>;
   private readonly erased = new Map<string, number>();
   private pending: PendingErasure[];
+  /** This pass's findings, the first MAX_KEPT_FINDINGS of them; `foundCount` counts all. */
   private readonly found: Finding[] = [];
+  private foundCount = 0;
   /** Signature checks gathered since the last flush, with what each one is. */
   private batch: Array<{ check: SignatureCheck; index: number; agent: string; what: string }> = [];
   /** Full tiles above level 0 rebuilt in this pass, by "level/index", until compared. */
@@ -557,7 +561,7 @@ export class LogAudit {
       throw new VerificationError(
         `root: the entries rebuild tree size ${plan.to} to root ${encodeBase64(root)}, but the log signed root ${encodeBase64(plan.checkpoint.rootHash)}` +
           (prev === null ? '' : `; either the new entries it serves are not the ones it signed, or its tree does not extend the audited tree of size ${prev.treeSize} (root ${encodeBase64(prev.rootHash)}): a fork`) +
-          (this.found.length === 0 ? '' : `; first findings: ${this.found.slice(0, 3).map((f) => f.message).join('; ')}`)
+          (this.foundCount === 0 ? '' : `; ${this.foundCount} findings, the first: ${this.found.slice(0, 3).map((f) => f.message).join('; ')}`)
       );
     }
     for (const key of this.upper.keys()) {
@@ -573,6 +577,7 @@ export class LogAudit {
       previousSize: plan.from,
       entriesChecked: this.entriesChecked,
       findings: [...this.found],
+      findingsCount: this.foundCount,
       state,
     };
   }
@@ -607,7 +612,7 @@ export class LogAudit {
       pendingErasures: [...this.pending],
       counts: { ...this.counts },
       findings: all.slice(0, MAX_KEPT_FINDINGS),
-      findingsTotal: this.state.findingsTotal + this.found.length,
+      findingsTotal: this.state.findingsTotal + this.foundCount,
     };
   }
 
@@ -617,7 +622,8 @@ export class LogAudit {
   }
 
   private finding(kind: FindingKind, index: number | undefined, message: string): void {
-    this.found.push(index === undefined ? { kind, message } : { kind, index, message });
+    this.foundCount++;
+    if (this.found.length < MAX_KEPT_FINDINGS) this.found.push(index === undefined ? { kind, message } : { kind, index, message });
   }
 
   private count(type: string): void {

@@ -14,7 +14,7 @@ import { nodeEd25519 } from '../../src/note/ed25519-node.js';
 import { ALG_COSIGNATURE_V1, generateKey } from '../../src/note/keys.js';
 import { formatNote, newSigner, openNote, parseNote, signNote } from '../../src/note/note.js';
 import { auditLog, type AuditLogOptions } from '../../src/client/log-auditor.js';
-import { formatAuditState, newAuditState, parseAuditState, type AuditState } from '../../src/verify/log-audit.js';
+import { formatAuditState, MAX_KEPT_FINDINGS, newAuditState, parseAuditState, type AuditState } from '../../src/verify/log-audit.js';
 import { parsePolicy } from '../../src/verify/policy.js';
 import { AgentLog } from '../helpers/agent-log.js';
 import { TestAgent } from '../helpers/audit.js';
@@ -136,6 +136,18 @@ describe('auditLog on an honest log', () => {
     expect((await audit(log, null, { entries: 'any' })).state.counts).toEqual({ 'agent.register': 1, event: 1, raw: 1 });
     const strict = await audit(log, null);
     expect(strict.findings).toEqual([expect.objectContaining({ kind: 'envelope', index: raw, message: expect.stringMatching(/^entry 2 \(leaf hash .*\): envelope/) })]);
+  });
+
+  it('keeps the first 1,000 findings of a pass in full and counts the rest', async () => {
+    const log = new AgentLog();
+    for (let i = 0; i < 1200; i++) log.leaf(new TextEncoder().encode(`raw ${i}`));
+    log.publish();
+    const r = await audit(log, null);
+    expect(r.findingsCount).toBe(1200);
+    expect(r.findings).toHaveLength(MAX_KEPT_FINDINGS);
+    expect(r.findings[999]).toMatchObject({ kind: 'envelope', index: 999 });
+    expect(r.state.findingsTotal).toBe(1200);
+    expect(r.state.findings).toHaveLength(MAX_KEPT_FINDINGS);
   });
 
   it('resumes an interrupted pass from the saved state', async () => {
