@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { nodeEd25519 } from '../note/ed25519-node.js';
+import { isWeakPublicKey } from '../note/ed25519.js';
 
 export interface VerifyItem {
   readonly publicKey: Uint8Array;
@@ -15,30 +16,95 @@ export interface VerifyItem {
 
 // The worker's code, inline so the pool works from src/ (tsx) and from dist/ alike. It
 // checks strictly as nodeEd25519 does: 32-byte key, 64-byte signature, S < L (OpenSSL).
+// A share arrives as one transferred buffer (see pack), which costs far less to post and
+// receive than hundreds of small typed arrays: per item, a 32-byte public key, a 64-byte
+// signature, a 4-byte big-endian message length and the message. Consecutive items by
+// one key (an agent's entries) reuse its KeyObject without a lookup.
 const WORKER = `
 const { parentPort } = require('node:worker_threads');
 const { createPublicKey, verify } = require('node:crypto');
 const PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const keys = new Map();
-parentPort.on('message', ({ id, items }) => {
-  const out = new Uint8Array(items.length);
-  for (let i = 0; i < items.length; i++) {
-    const [pub, msg, sig] = items[i];
+parentPort.on('message', ({ id, n, buf }) => {
+  const b = Buffer.from(buf);
+  const out = new Uint8Array(n);
+  let o = 0;
+  let lastPub = null;
+  let lastKey = null;
+  for (let i = 0; i < n; i++) {
+    const pub = b.subarray(o, o + 32);
+    const sig = b.subarray(o + 32, o + 96);
+    const len = b.readUInt32BE(o + 96);
+    if (len === 0xffffffff) { o += 100; continue; } // malformed key or signature: false
+    const msg = b.subarray(o + 100, o + 100 + len);
+    o += 100 + len;
     try {
-      if (pub.length !== 32 || sig.length !== 64) continue;
-      const k = Buffer.from(pub).toString('latin1');
-      let key = keys.get(k);
-      if (!key) {
-        key = createPublicKey({ key: Buffer.concat([PREFIX, pub]), format: 'der', type: 'spki' });
-        if (keys.size > 10000) keys.clear();
-        keys.set(k, key);
+      let key = lastPub !== null && lastPub.equals(pub) ? lastKey : undefined;
+      if (key === undefined) {
+        const k = pub.toString('latin1');
+        key = keys.get(k);
+        if (!key) {
+          key = createPublicKey({ key: Buffer.concat([PREFIX, pub]), format: 'der', type: 'spki' });
+          if (keys.size > 10000) keys.clear();
+          keys.set(k, key);
+        }
+        lastPub = pub;
+        lastKey = key;
       }
       out[i] = verify(null, msg, key, sig) ? 1 : 0;
     } catch { out[i] = 0; }
   }
-  parentPort.postMessage({ id, out });
+  parentPort.postMessage({ id, out }, [out.buffer]);
 });
 `;
+
+// nodeEd25519 refuses small-order public keys before OpenSSL sees them (OpenSSL accepts,
+// for one, the all-zero key with the all-zero signature); the pool must answer the same.
+// The check decodes a point, so it is remembered per key.
+const weakKeys = new Map<string, boolean>();
+let lastKey: Uint8Array | undefined;
+let lastWeak = false;
+
+function isWeak(pub: Uint8Array): boolean {
+  if (pub === lastKey) return lastWeak;
+  const k = Buffer.from(pub.buffer, pub.byteOffset, pub.length).toString('latin1');
+  let weak = weakKeys.get(k);
+  if (weak === undefined) {
+    weak = isWeakPublicKey(pub);
+    if (weakKeys.size >= 10_000) weakKeys.clear();
+    weakKeys.set(k, weak);
+  }
+  lastKey = pub;
+  lastWeak = weak;
+  return weak;
+}
+
+/**
+ * Packs items for a worker. An item whose key or signature has the wrong length, or whose
+ * key is of small order, is sent as a length of 0xffffffff and no message, and answered
+ * false (as nodeEd25519 would).
+ */
+function pack(items: readonly VerifyItem[]): ArrayBuffer {
+  const ok = (x: VerifyItem) => x.publicKey.length === 32 && x.signature.length === 64 && !isWeak(x.publicKey);
+  let size = 0;
+  for (const x of items) size += 100 + (ok(x) ? x.message.length : 0);
+  const buf = new Uint8Array(size);
+  const view = new DataView(buf.buffer);
+  let o = 0;
+  for (const x of items) {
+    if (!ok(x)) {
+      view.setUint32(o + 96, 0xffffffff, false);
+      o += 100;
+      continue;
+    }
+    buf.set(x.publicKey, o);
+    buf.set(x.signature, o + 32);
+    view.setUint32(o + 96, x.message.length, false);
+    buf.set(x.message, o + 100);
+    o += 100 + x.message.length;
+  }
+  return buf.buffer;
+}
 
 interface Job {
   readonly resolve: (out: Uint8Array) => void;
@@ -81,9 +147,10 @@ export class VerifyPool {
 
   private run(worker: Worker, items: readonly VerifyItem[]): Promise<Uint8Array> {
     const id = this.next++;
+    const buf = pack(items);
     return new Promise((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
-      worker.postMessage({ id, items: items.map((x) => [x.publicKey, x.message, x.signature]) });
+      worker.postMessage({ id, n: items.length, buf }, [buf]);
     });
   }
 
