@@ -28,6 +28,8 @@ export interface AuditLogOptions extends LogAuditOptions {
   readonly state: AuditState | null;
   readonly fetch?: typeof fetch;
   readonly timeoutMs?: number;
+  /** Ask for gzip-compressed bundles (default false: the audit is bound by CPU, see spec/audit.md §3). */
+  readonly compress?: boolean;
   /** Bundles (each with its level-0 tile) fetched ahead of the one being checked (default 16). */
   readonly concurrency?: number;
   /** Signature batches checked at once (default 4). */
@@ -57,7 +59,7 @@ export interface AuditLogResult extends AuditSummary {
  * when the log cannot be read.
  */
 export async function auditLog(url: string, opts: AuditLogOptions): Promise<AuditLogResult> {
-  const client = new TileClient(url, { fetch: opts.fetch, timeoutMs: opts.timeoutMs ?? 30_000 });
+  const client = new TileClient(url, { fetch: opts.fetch, timeoutMs: opts.timeoutMs ?? 30_000, compressBundles: opts.compress ?? false });
   const now = opts.now ?? Date.now;
   const note = await client.checkpoint();
   let origin: string;

@@ -27,8 +27,8 @@ import { EMPTY_EDGE, edgeRootHash, extendEdge, type TreeEdge } from '../core/int
 import { newTiles, TILE_WIDTH, tileWidthAt } from '../core/tile.js';
 import { rootFromInclusionProof } from '../core/tree.js';
 import { decodeEnvelope, entrySigningMessage, type SignedEntry } from '../entry/envelope.js';
-import type { Entry } from '../entry/entry.js';
-import { KeyHistory } from '../entry/key-history.js';
+import type { Entry, EventEntry, RunCloseEntry } from '../entry/entry.js';
+import { KeyHistory, type KeyPeriod } from '../entry/key-history.js';
 import { nobleEd25519, type Ed25519 } from '../note/ed25519.js';
 import { ALG_ED25519, parseVerifierKey } from '../note/keys.js';
 import { parseNote } from '../note/note.js';
@@ -318,7 +318,7 @@ export class LogAudit {
   private readonly found: Finding[] = [];
   private foundCount = 0;
   /** Signature checks gathered since the last flush, with what each one is. */
-  private batch: Array<{ check: SignatureCheck; index: number; agent: string; what: string }> = [];
+  private batch: Array<{ check: SignatureCheck; index: number; entry: EventEntry | RunCloseEntry; key: KeyPeriod }> = [];
   /** Full tiles above level 0 rebuilt in this pass, by "level/index", until compared. */
   private readonly upper = new Map<string, Uint8Array>();
   private entriesChecked = 0;
@@ -505,7 +505,12 @@ export class LogAudit {
       throw new VerificationError(`signature checks failed to run: ${(err as Error).message}`);
     }
     batch.forEach((b, k) => {
-      if (ok[k] !== true) this.finding('signature', b.index, `entry ${b.index}: ${b.what}${this.otherKey(b.agent, b.index, b.check)}`);
+      if (ok[k] !== true) {
+        // The message is made only for a failure: a million entries need no million strings.
+        const e = b.entry;
+        const what = `the ${e.type} of agent ${quote(e.agent)} run ${quote(e.run)} seq ${e.seq}: its signature does not verify under the agent's key ${quote(b.key.vkey)} (installed by entry ${b.key.from})`;
+        this.finding('signature', b.index, `entry ${b.index}: ${what}${this.otherKey(e.agent, b.index, b.check)}`);
+      }
     });
   }
 
@@ -674,12 +679,7 @@ export class LogAudit {
       this.finding('key', i, `entry ${i} (${entry.type} of agent ${quote(agent)}): ${this.noKeyReason(agent, i)}`);
       return;
     }
-    this.batch.push({
-      check: { publicKey: key.publicKey, message, signature: e.signature },
-      index: i,
-      agent,
-      what: `the ${entry.type} of agent ${quote(agent)} run ${quote(entry.run)} seq ${entry.seq}: its signature does not verify under the agent's key ${quote(key.vkey)} (installed by entry ${key.from})`,
-    });
+    this.batch.push({ check: { publicKey: key.publicKey, message, signature: e.signature }, index: i, entry, key });
   }
 
   /** For a failed agent signature: names another key of the agent it verifies under. */

@@ -108,6 +108,18 @@ describe('auditLog on an honest log', () => {
     );
   });
 
+  it('asks for uncompressed bundles unless told to compress', async () => {
+    const { log } = busyLog(1, 10);
+    const seen: Array<string | undefined> = [];
+    log.view.override = (path, init) => {
+      if (path.startsWith('tile/entries/')) seen.push((init?.headers as Record<string, string> | undefined)?.['accept-encoding']);
+      return undefined;
+    };
+    await audit(log, null);
+    await audit(log, null, { compress: true });
+    expect(seen).toEqual(['identity', undefined]);
+  });
+
   it('checks key history across rotation and revocation, and erasures', async () => {
     const log = new AgentLog();
     const a = log.register('agent-r');
