@@ -10,8 +10,28 @@ import { isWeakPublicKey } from '../note/ed25519.js';
 
 export interface VerifyItem {
   readonly publicKey: Uint8Array;
-  readonly message: Uint8Array;
+  /** The message, or its parts in order (saves the caller concatenating them). */
+  readonly message: Uint8Array | readonly Uint8Array[];
   readonly signature: Uint8Array;
+}
+
+function messageLength(m: Uint8Array | readonly Uint8Array[]): number {
+  if (m instanceof Uint8Array) return m.length;
+  let n = 0;
+  for (const p of m) n += p.length;
+  return n;
+}
+
+/** The message as one array (copied only when it comes in parts). */
+export function wholeMessage(m: Uint8Array | readonly Uint8Array[]): Uint8Array {
+  if (m instanceof Uint8Array) return m;
+  const out = new Uint8Array(messageLength(m));
+  let o = 0;
+  for (const p of m) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 // The worker's code, inline so the pool works from src/ (tsx) and from dist/ alike. It
@@ -87,7 +107,7 @@ function isWeak(pub: Uint8Array): boolean {
 function pack(items: readonly VerifyItem[]): ArrayBuffer {
   const ok = (x: VerifyItem) => x.publicKey.length === 32 && x.signature.length === 64 && !isWeak(x.publicKey);
   let size = 0;
-  for (const x of items) size += 100 + (ok(x) ? x.message.length : 0);
+  for (const x of items) size += 100 + (ok(x) ? messageLength(x.message) : 0);
   const buf = new Uint8Array(size);
   const view = new DataView(buf.buffer);
   let o = 0;
@@ -99,9 +119,18 @@ function pack(items: readonly VerifyItem[]): ArrayBuffer {
     }
     buf.set(x.publicKey, o);
     buf.set(x.signature, o + 32);
-    view.setUint32(o + 96, x.message.length, false);
-    buf.set(x.message, o + 100);
-    o += 100 + x.message.length;
+    let m = o + 100;
+    if (x.message instanceof Uint8Array) {
+      buf.set(x.message, m);
+      m += x.message.length;
+    } else {
+      for (const part of x.message) {
+        buf.set(part, m);
+        m += part.length;
+      }
+    }
+    view.setUint32(o + 96, m - o - 100, false);
+    o = m;
   }
   return buf.buffer;
 }
@@ -157,7 +186,7 @@ export class VerifyPool {
   /** Verifies every item; never throws for a bad signature or key (that is `false`). */
   async verify(items: readonly VerifyItem[]): Promise<boolean[]> {
     if (this.workers.length === 0 || items.length < this.minParallel) {
-      return items.map((x) => nodeEd25519.verify(x.publicKey, x.message, x.signature));
+      return items.map((x) => nodeEd25519.verify(x.publicKey, wholeMessage(x.message), x.signature));
     }
     // One share per worker; the calling thread is busy with I/O and parsing, so it does
     // none of the signature work for large batches.

@@ -231,6 +231,17 @@ class Parser {
     return fromUtf8(this.b.subarray(from, to), `${this.what}: text string at byte ${start}`);
   }
 
+  /** {@link compareCborKeys} of two encoded keys given as ranges of the input. */
+  private compareRanges(s1: number, e1: number, s2: number, e2: number): number {
+    if (e1 - s1 !== e2 - s2) return e1 - s1 - (e2 - s2);
+    const b = this.b;
+    for (let i = 0; i < e1 - s1; i++) {
+      const d = b[s1 + i]! - b[s2 + i]!;
+      if (d !== 0) return d;
+    }
+    return 0;
+  }
+
   item(depth: number): CborValue {
     const start = this.pos;
     const ib = this.byte();
@@ -246,7 +257,7 @@ class Parser {
         const len = this.argument(ai, start);
         this.need(len);
         // Copy, so the value does not alias (or keep alive) the input buffer.
-        const out = new Uint8Array(this.b.subarray(this.pos, this.pos + len));
+        const out = this.b.slice(this.pos, this.pos + len);
         this.pos += len;
         return out;
       }
@@ -276,14 +287,15 @@ class Parser {
         // A null prototype: a key such as "toString" or "__proto__" is only ever own data,
         // and reading an absent key gives undefined, never an Object.prototype member.
         const out = Object.create(null) as Record<string, CborValue>;
-        let prevKey: Uint8Array | undefined;
+        // The previous key's encoding, as a range of the input (no view per key).
+        let prevStart = -1;
+        let prevEnd = -1;
         for (let i = 0; i < n; i++) {
           const keyStart = this.pos;
           if (this.pos < this.b.length && this.b[this.pos]! >> 5 !== 3) this.fail('map key is not a text string');
           const key = this.item(depth + 1) as string;
-          const keyBytes = this.b.subarray(keyStart, this.pos);
-          if (prevKey !== undefined) {
-            const c = compareCborKeys(prevKey, keyBytes);
+          if (prevStart >= 0) {
+            const c = this.compareRanges(prevStart, prevEnd, keyStart, this.pos);
             if (c === 0) {
               this.pos = keyStart;
               this.fail(`duplicate map key ${JSON.stringify(key.slice(0, 40))}`);
@@ -293,7 +305,8 @@ class Parser {
               this.fail('map keys not in canonical order');
             }
           }
-          prevKey = keyBytes;
+          prevStart = keyStart;
+          prevEnd = this.pos;
           out[key] = this.item(depth + 1);
         }
         return out;

@@ -20,13 +20,13 @@
  */
 import { parseCheckpoint, type Checkpoint } from '../core/checkpoint.js';
 import { decodeBundle } from '../core/bundle.js';
-import { decodeBase64, encodeBase64, equalBytes, quote } from '../core/encoding.js';
+import { concatBytes, decodeBase64, encodeBase64, equalBytes, quote, utf8 } from '../core/encoding.js';
 import { MalformedError, TlogError, VerificationError } from '../core/errors.js';
 import { HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeRootHash, extendEdge, type TreeEdge } from '../core/integrate.js';
 import { newTiles, TILE_WIDTH, tileWidthAt } from '../core/tile.js';
 import { rootFromInclusionProof } from '../core/tree.js';
-import { decodeEnvelope, entrySigningMessage, type SignedEntry } from '../entry/envelope.js';
+import { decodeEnvelope, ENTRY_SIGNATURE_CONTEXT, type SignedEntry } from '../entry/envelope.js';
 import type { Entry, EventEntry, RunCloseEntry } from '../entry/entry.js';
 import { KeyHistory, type KeyPeriod } from '../entry/key-history.js';
 import { nobleEd25519, type Ed25519 } from '../note/ed25519.js';
@@ -242,12 +242,14 @@ function int(v: unknown, what: string): number {
   return v;
 }
 
-/** One signature to check: `publicKey` over `message`. */
+/** One signature to check: `publicKey` over `message` (given whole, or as its parts in order). */
 export interface SignatureCheck {
   readonly publicKey: Uint8Array;
-  readonly message: Uint8Array;
+  readonly message: Uint8Array | readonly Uint8Array[];
   readonly signature: Uint8Array;
 }
+
+const ENTRY_CONTEXT = utf8(ENTRY_SIGNATURE_CONTEXT);
 
 export interface LogAuditOptions {
   /**
@@ -661,7 +663,8 @@ export class LogAudit {
   private checkSigned(i: number, e: SignedEntry): void {
     const entry = e.entry;
     this.count(entry.type);
-    const message = entrySigningMessage(e.entryBytes);
+    // "glasslog/entry/v1\n" ‖ entry, in parts: the worker pool packs them without a concatenation.
+    const message = [ENTRY_CONTEXT, e.entryBytes];
     if (entry.type !== 'event' && entry.type !== 'run.close') {
       // Registry entries change which keys are valid for what follows: checked here, in
       // order, before they are applied, so no entry is judged by a forged key change.
@@ -734,7 +737,8 @@ function concat(hashes: readonly Uint8Array[]): Uint8Array {
 
 function safeVerify(ed: Ed25519, c: SignatureCheck): boolean {
   try {
-    return ed.verify(c.publicKey, c.message, c.signature) === true;
+    const m = c.message instanceof Uint8Array ? c.message : concatBytes(...c.message);
+    return ed.verify(c.publicKey, m, c.signature) === true;
   } catch {
     return false;
   }
