@@ -146,6 +146,24 @@ export function encodeCanonical(v: CborValue): Uint8Array {
 }
 
 /** A strict single-pass parser over one input. */
+/**
+ * The text an agent entry repeats in every entry (field names, entry types, event kinds),
+ * by UTF-8 length: the parser hands out these very strings instead of building new ones,
+ * which spares an allocation and, for map keys, the hashing of a fresh property name.
+ * Any other text is decoded as usual; the result is the same string either way.
+ */
+const INTERNED: ReadonlyArray<ReadonlyArray<readonly [Uint8Array, string]> | undefined> = (() => {
+  const words = [
+    'v', 'run', 'seq', 'kind', 'prev', 'time', 'type', 'agent', 'model', 'attrs', 'parent',
+    'payloads', 'key', 'reason', 'index', 'name', 'provider', 'version', 'entry', 'sig',
+    'event', 'run.close', 'agent.register', 'agent.rotate', 'agent.revoke', 'payload.erase',
+    'decision', 'prompt', 'model_call', 'tool_call', 'observation', 'policy_check', 'outcome',
+  ];
+  const out: Array<Array<readonly [Uint8Array, string]>> = [];
+  for (const w of words) (out[w.length] ??= []).push([utf8(w), w]);
+  return out;
+})();
+
 class Parser {
   pos = 0;
   constructor(
@@ -219,6 +237,14 @@ class Parser {
 
   /** UTF-8 text; short ASCII (map keys, ids, kinds: most text here) without a decoder call. */
   private text(from: number, to: number, start: number): string {
+    const known = INTERNED[to - from];
+    if (known !== undefined) {
+      const b = this.b;
+      next: for (const [bytes, str] of known) {
+        for (let i = 0; i < bytes.length; i++) if (b[from + i] !== bytes[i]) continue next;
+        return str;
+      }
+    }
     if (to - from <= 64) {
       let s = '';
       for (let i = from; i < to; i++) {

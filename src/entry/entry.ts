@@ -198,10 +198,10 @@ function presentKeys(v: Record<string, unknown>): string[] {
 }
 
 /** Checks `v` is a map holding only `allowed` fields, and returns a getter for them. */
-function record(v: unknown, path: string, allowed: readonly string[]): (k: string) => unknown {
+function record(v: unknown, path: string, allowed: ReadonlySet<string>): (k: string) => unknown {
   if (!isRecord(v)) throw bad(path, `expected a map, got ${typeName(v)}`);
   for (const k of presentKeys(v)) {
-    if (!allowed.includes(k)) throw bad(`${path}.${k}`, 'unknown field');
+    if (!allowed.has(k)) throw bad(`${path}.${k}`, 'unknown field');
   }
   return (k) => (hasOwn(v, k) ? v[k] : undefined);
 }
@@ -295,8 +295,10 @@ function prevField(v: unknown, seq: number, path: string, mode: Mode): Uint8Arra
   return hash(v, path, mode);
 }
 
+const MODEL_FIELDS: ReadonlySet<string> = new Set(['provider', 'name', 'version']);
+
 function model(v: unknown, path: string): ModelInfo {
-  const get = record(v, path, ['provider', 'name', 'version']);
+  const get = record(v, path, MODEL_FIELDS);
   const provider = text(required(get('provider'), `${path}.provider`), `${path}.provider`, 1, MAX_MODEL_TEXT_SIZE);
   const name = text(required(get('name'), `${path}.name`), `${path}.name`, 1, MAX_MODEL_TEXT_SIZE);
   const version = get('version');
@@ -348,6 +350,9 @@ const FIELDS: Record<EntryType, readonly string[]> = {
   'payload.erase': ['index', 'name', 'reason', 'time'],
 };
 
+/** Every field an entry of each type may hold, `v` and `type` included (a set: looked up per field). */
+const ALLOWED = Object.fromEntries(Object.entries(FIELDS).map(([t, f]) => [t, new Set(['v', 'type', ...f])])) as unknown as Record<EntryType, ReadonlySet<string>>;
+
 /**
  * Validates an entry in any of its forms and returns a fresh, normalised Entry (optional
  * fields omitted when absent, byte fields copied).
@@ -365,7 +370,7 @@ function parseEntry(v: unknown, mode: Mode, requireV: boolean): Entry {
     throw bad(`${P}.type`, `unknown entry type ${quote(type)}`);
   }
   const t = type as EntryType;
-  const get = record(v, P, ['v', 'type', ...FIELDS[t]]);
+  const get = record(v, P, ALLOWED[t]);
   const version = get('v');
   if (version === undefined) {
     if (requireV) throw bad(`${P}.v`, 'missing');

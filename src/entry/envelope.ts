@@ -107,6 +107,11 @@ export function decodeEnvelope(leaf: Uint8Array): SignedEntry {
   if (leaf.length > MAX_ENVELOPE_SIZE) {
     throw new TooLargeError(`envelope: ${leaf.length} bytes, more than ${MAX_ENVELOPE_SIZE}`);
   }
+  const fast = canonicalEnvelopeParts(leaf);
+  if (fast !== undefined) {
+    const bytes = new Uint8Array(leaf);
+    return { entry: decodeEntry(fast.entryBytes), entryBytes: fast.entryBytes, signature: fast.signature, bytes, leafHash: leafHash(bytes) };
+  }
   const v = decodeCanonical(leaf, 'envelope');
   if (typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v)) {
     throw new MalformedError('envelope: expected a map');
@@ -127,6 +132,41 @@ export function decodeEnvelope(leaf: Uint8Array): SignedEntry {
   // what envelope() would rebuild, so it is kept rather than encoded again.
   const bytes = new Uint8Array(leaf);
   return { entry: decodeEntry(entryBytes), entryBytes, signature: sig, bytes, leafHash: leafHash(bytes) };
+}
+
+// {sig: bytes(64), entry: bytes(n)} has one canonical encoding: map(2), "sig" (the shorter
+// key sorts first), a 64-byte string, "entry", the shortest head for n, the n bytes.
+const SIG_PART = Uint8Array.of(0xa2, 0x63, 0x73, 0x69, 0x67, 0x58, 0x40);
+const ENTRY_KEY = Uint8Array.of(0x65, 0x65, 0x6e, 0x74, 0x72, 0x79);
+
+/**
+ * The signature and entry bytes of `leaf` when it is laid out exactly as that canonical
+ * encoding, else undefined (then the general parser decides, and names what is wrong). A
+ * match is what decodeCanonical would accept as {entry, sig} with a 64-byte sig, read
+ * without building the map: the audit decodes a million envelopes.
+ */
+function canonicalEnvelopeParts(leaf: Uint8Array): { signature: Uint8Array; entryBytes: Uint8Array } | undefined {
+  const SIG_END = SIG_PART.length + ED25519_SIGNATURE_SIZE;
+  if (leaf.length < SIG_END + ENTRY_KEY.length + 1) return undefined;
+  for (let i = 0; i < SIG_PART.length; i++) if (leaf[i] !== SIG_PART[i]) return undefined;
+  for (let i = 0; i < ENTRY_KEY.length; i++) if (leaf[SIG_END + i] !== ENTRY_KEY[i]) return undefined;
+  let o = SIG_END + ENTRY_KEY.length;
+  const head = leaf[o]!;
+  let n: number;
+  if (head >= 0x40 && head <= 0x57) {
+    n = head - 0x40;
+    o += 1;
+  } else if (head === 0x58 && o + 1 < leaf.length && leaf[o + 1]! >= 24) {
+    n = leaf[o + 1]!;
+    o += 2;
+  } else if (head === 0x59 && o + 2 < leaf.length && ((leaf[o + 1]! << 8) | leaf[o + 2]!) >= 0x100) {
+    n = (leaf[o + 1]! << 8) | leaf[o + 2]!;
+    o += 3;
+  } else {
+    return undefined;
+  }
+  if (o + n !== leaf.length) return undefined;
+  return { signature: leaf.slice(SIG_PART.length, SIG_END), entryBytes: leaf.slice(o) };
 }
 
 /**

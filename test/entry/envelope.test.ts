@@ -7,6 +7,8 @@ import { nodeEd25519 } from '../../src/note/ed25519-node.js';
 import { nobleEd25519 } from '../../src/note/ed25519.js';
 import { generateKey, parseSignerKey, parseVerifierKey } from '../../src/note/keys.js';
 import {
+  decodeCanonical,
+  decodeEntry,
   decodeEnvelope,
   encodeCanonical,
   encodeEntry,
@@ -211,6 +213,57 @@ describe('envelope / decodeEnvelope', () => {
     expect(() => envelope(b, new Uint8Array(65))).toThrow(/^envelope\.sig: 65 bytes/);
     expect(() => envelope(concatBytes(b, Uint8Array.of(0)), new Uint8Array(64))).toThrow(MalformedError);
     expect(() => envelope('x' as unknown as Uint8Array, new Uint8Array(64))).toThrow(TypeError);
+  });
+});
+
+const entryArbSample = (): Entry => ({ type: 'event', agent: 'agent-1', run: 'r', seq: 0, kind: 'decision', time: 1 });
+
+describe('decodeEnvelope: the canonical-layout fast path', () => {
+  /** The general path, by hand: decodeCanonical, exactly {entry, sig}, a 64-byte sig, decodeEntry. */
+  function reference(leaf: Uint8Array): { entryBytes: Uint8Array; signature: Uint8Array } {
+    const v = decodeCanonical(leaf, 'envelope') as Record<string, unknown>;
+    if (typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v)) throw new MalformedError('not a map');
+    const keys = Object.keys(v).sort();
+    if (keys.join(',') !== 'entry,sig') throw new MalformedError('fields');
+    const { entry, sig } = v as { entry: unknown; sig: unknown };
+    if (!(entry instanceof Uint8Array) || !(sig instanceof Uint8Array) || sig.length !== 64) throw new MalformedError('types');
+    decodeEntry(entry);
+    return { entryBytes: entry, signature: sig };
+  }
+  const outcome = (f: () => { entryBytes: Uint8Array; signature: Uint8Array }) => {
+    try {
+      const r = f();
+      return `ok ${toHex(r.entryBytes)} ${toHex(r.signature)}`;
+    } catch (err) {
+      if (!(err instanceof MalformedError || err instanceof TooLargeError)) throw err;
+      return 'refused';
+    }
+  };
+
+  it('accepts and refuses exactly what the general parser does, for any change to a valid envelope', () => {
+    const key = fixedKey('agent-1', 'fast-path');
+    fc.assert(
+      fc.property(entryArb, fc.nat(), fc.nat(255), fc.constantFrom('flip', 'cut', 'insert', 'none'), (entry, at, byte, how) => {
+        const leaf = signEntry(entry, key.skey, nodeEd25519).bytes;
+        const i = at % leaf.length;
+        const mutated =
+          how === 'flip' ? Uint8Array.from(leaf, (b, k) => (k === i ? byte : b))
+          : how === 'cut' ? leaf.subarray(0, i)
+          : how === 'insert' ? concatBytes(leaf.subarray(0, i), Uint8Array.of(byte), leaf.subarray(i))
+          : leaf;
+        expect(outcome(() => decodeEnvelope(mutated))).toBe(outcome(() => reference(mutated)));
+      }),
+      { numRuns }
+    );
+  });
+
+  it('refuses a non-shortest length head for the entry, as the general parser does', () => {
+    const key = fixedKey('agent-1', 'fast-path');
+    const e = signEntry(entryArbSample(), key.skey, nodeEd25519);
+    const n = e.entryBytes.length;
+    const long = concatBytes(Uint8Array.of(0xa2, 0x63, ...utf8('sig'), 0x58, 0x40), e.signature, Uint8Array.of(0x65, ...utf8('entry'), 0x59, n >> 8, n & 0xff), e.entryBytes);
+    expect(n).toBeLessThan(256);
+    expect(() => decodeEnvelope(long)).toThrow(/shortest form/);
   });
 });
 
