@@ -43,6 +43,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import postgres from 'postgres';
+import { encodeBundle } from '../src/core/bundle.js';
 import { parseCheckpoint } from '../src/core/checkpoint.js';
 import { decodeBase64, encodeBase64, equalBytes, toHex } from '../src/core/encoding.js';
 import { EMPTY_EDGE, integrate, type TreeEdge } from '../src/core/integrate.js';
@@ -928,14 +929,7 @@ async function main(): Promise<void> {
       envBytes += bytes - 2 * (to - from);
       // Kept for the baseline, in entry-bundle framing, shared with its workers.
       const shared = new SharedArrayBuffer(bytes);
-      const view = new Uint8Array(shared);
-      let o = 0;
-      for (const e of entries) {
-        view[o] = e.length >>> 8;
-        view[o + 1] = e.length & 0xff;
-        view.set(e, o + 2);
-        o += 2 + e.length;
-      }
+      new Uint8Array(shared).set(encodeBundle(entries));
       chunks.push({ start: from, count: to - from, data: shared });
       const tw = performance.now();
       await store.sequence(entries);
