@@ -32,8 +32,6 @@
  *    the same state file and checks it fetched exactly the entry bundles covering
  *    [oldSize, newSize) and the tiles of newTiles(oldSize, newSize), plus the checkpoint.
  *
- * Without the audit command in dist/ (`glasslog audit --help` fails), steps 4–5 only append
- * and report the figures an audit should meet.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, hash as cryptoHash, randomFillSync, sign as edSign, verify as edVerify, type KeyObject } from 'node:crypto';
@@ -858,9 +856,7 @@ async function main(): Promise<void> {
   console.log(`log: ${N} entries, ${A} agents, 2 rotations; store ${databaseUrl ? `Postgres schema ${schema}` : 'embedded PGlite'}`);
   useNodeSha256();
 
-  const auditCli = spawnSync(process.execPath, ['dist/cli/main.js', 'audit', '--help'], { encoding: 'utf8' });
-  const haveAudit = auditCli.status === 0;
-  if (!haveAudit) console.log('NOTE: `glasslog audit --help` fails in dist/ (not built yet?): the audit runs are skipped, the rest is measured');
+  if (spawnSync(process.execPath, ['dist/cli/main.js', 'audit', '--help']).status !== 0) throw new Error('build first: npm run build');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'glasslog-bench-audit-'));
   const stateFile = join(dataDir, 'audit.state');
@@ -989,15 +985,11 @@ async function main(): Promise<void> {
     const fullExpect = expectFull(N, lens, cpNote);
     let full: AuditRun | undefined;
     let base2: BaselineResult | undefined;
-    if (haveAudit) {
-      full = await runAudit(server, serving, vkeyFile, stateFile);
-      reportAudit('full audit', full, N, 0);
-      printFetched('full audit', fullExpect, full.json, false);
-      base2 = await baseline.run();
-      printBaseline('baseline, again after the audit', base2);
-    } else {
-      printFetched('full audit (expected only)', fullExpect, undefined, false);
-    }
+    full = await runAudit(server, serving, vkeyFile, stateFile);
+    reportAudit('full audit', full, N, 0);
+    printFetched('full audit', fullExpect, full.json, false);
+    base2 = await baseline.run();
+    printBaseline('baseline, again after the audit', base2);
     // The faster baseline: the machine's raw work with the least interference from other load.
     const baseMs = base2 ? Math.min(base1.totalMs, base2.totalMs) : base1.totalMs;
     const ratio = full ? full.wallMs / baseMs : undefined;
@@ -1032,17 +1024,13 @@ async function main(): Promise<void> {
     let inc: AuditRun | undefined;
     let noop: AuditRun | undefined;
     let incMismatch = false;
-    if (haveAudit) {
-      inc = await runAudit(server, serving, vkeyFile, stateFile);
-      reportAudit('incremental audit', inc, N + INC, N);
-      incMismatch = printFetched('incremental audit', incExpect, inc.json, true);
-      noop = await runAudit(server, serving, vkeyFile, stateFile);
-      reportAudit('audit with nothing new', noop, N + INC, N + INC);
-      const nf = noop.json?.fetched;
-      console.log(`  fetched ${nf?.requests} requests, ${nf?.bytes} bytes (expected: the checkpoint only, 1 request, ${Buffer.byteLength(cp2Note)} bytes)`);
-    } else {
-      printFetched('incremental audit (expected only)', incExpect, undefined, true);
-    }
+    inc = await runAudit(server, serving, vkeyFile, stateFile);
+    reportAudit('incremental audit', inc, N + INC, N);
+    incMismatch = printFetched('incremental audit', incExpect, inc.json, true);
+    noop = await runAudit(server, serving, vkeyFile, stateFile);
+    reportAudit('audit with nothing new', noop, N + INC, N + INC);
+    const nf = noop.json?.fetched;
+    console.log(`  fetched ${nf?.requests} requests, ${nf?.bytes} bytes (expected: the checkpoint only, 1 request, ${Buffer.byteLength(cp2Note)} bytes)`);
 
     // ---- summary ----
     const line = '='.repeat(100);
