@@ -33,6 +33,17 @@ describe('leafHash', () => {
   });
 });
 
+describe('leafHash through its scratch buffer', () => {
+  it('is SHA-256(0x00 || entry) for sizes around and past the buffer, in any order', () => {
+    const ref = (e: Uint8Array) => toHex(nobleSha256(concatBytes(Uint8Array.of(0), e)));
+    const sizes = [0, 1, 1022, 1023, 1024, 5000, 70_000, 131_071, 131_072, 200_000, 3, 1023];
+    for (const n of sizes) {
+      const e = Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 0xff);
+      expect(toHex(leafHash(e)), `size ${n}`).toBe(ref(e));
+    }
+  });
+});
+
 describe('nodeHash', () => {
   it('is SHA-256(0x01 || left || right) for any two hashes', () => {
     fc.assert(
