@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { getRequestListener } from '@hono/node-server';
-import { withCachedTiles } from '../http/fast-tiles.js';
+import { withFastTiles } from '../http/fast-tiles.js';
 import { createLogApp } from '../http/log-app.js';
 import { Cosigning } from '../log/cosigning.js';
 import { Log, type WitnessingOptions } from '../log/log.js';
@@ -204,7 +204,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const access = new Access(auditStore, [token]);
   const app = createLogApp({ log, writeTokens: [token], maxBatchEntries: batchSize, audit: { audit, access } });
-  const listener = withCachedTiles(log, getRequestListener(app.fetch));
+  const listener = withFastTiles(log, getRequestListener(app.fetch));
   const server = await listenHttp(listener, listen);
   console.log(`glasslog: origin ${origin}`);
   console.log(`glasslog: verifier key ${vkey} (in ${join(data, 'log.vkey')})`);

@@ -732,7 +732,13 @@ export class Log {
   async tile(level: number, index: number, width: number): Promise<Uint8Array> {
     const have = tileWidthAt(level, index, this.latest.treeSize);
     if (have < width) throw new NotFoundError(`tile ${level}/${index} of width ${width} is not in the published tree`);
-    await this.ensureTiles([{ level, index, width }]);
+    if (!this.tiles.has(level, index, width)) {
+      // The data read is returned, not looked up again: other reads may evict it meanwhile.
+      const data = await this.store.readTile(level, index);
+      if (!data || data.length < width * HASH_SIZE) throw new FatalError(`tile ${level}/${index} of width ${width} is missing from storage`);
+      this.tiles.put(level, index, data);
+      return data.subarray(0, width * HASH_SIZE);
+    }
     return this.tiles.get(level, index)!.subarray(0, width * HASH_SIZE);
   }
 

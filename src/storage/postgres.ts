@@ -5,7 +5,8 @@
  * Conventions: every transaction is sql.begin() with the callback's parameter named `sql`,
  * shadowing the pool so nothing inside can reach a connection outside the transaction;
  * bigint columns arrive as strings and are converted with toSize(); bytea arrives as a
- * Buffer and leaves as a Uint8Array view.
+ * Buffer and leaves as a Uint8Array view, except where tiles and bundles are read in bulk:
+ * those queries are .raw() and decode the hex themselves (src/storage/bytea.ts).
  */
 import postgres from 'postgres';
 import { decodeBundle, encodeBundle } from '../core/bundle.js';
@@ -13,6 +14,7 @@ import { EMPTY_ROOT, HASH_SIZE } from '../core/hash.js';
 import { ConflictError, FatalError, StorageError } from '../core/errors.js';
 import { TILE_WIDTH } from '../core/tile.js';
 import type { TileData } from '../core/integrate.js';
+import { decodeByteaHex, decodeIntText } from './bytea.js';
 import { LOG_SCHEMA } from './schema.js';
 import type { LogMeta, LogStore, StoredCheckpoint, TreeState } from './types.js';
 
@@ -199,14 +201,14 @@ export class PostgresLogStore implements LogStore {
     const lo = Math.floor(from / TILE_WIDTH);
     const hi = Math.floor((to - 1) / TILE_WIDTH);
     const rows = await this.sql`SELECT idx, width, data FROM entry_bundles
-                                WHERE idx BETWEEN ${lo} AND ${hi} ORDER BY idx`;
+                                WHERE idx BETWEEN ${lo} AND ${hi} ORDER BY idx`.raw();
     const out: Uint8Array[] = [];
     let expect = lo;
     for (const row of rows) {
-      const idx = toSize(row.idx, 'bundle index');
+      const idx = decodeIntText(row[0]!, 'bundle index');
       if (idx !== expect) throw new StorageError(`entry bundle ${expect} is missing`);
       expect++;
-      const entries = decodeBundle(bytes(row.data), row.width as number);
+      const entries = decodeBundle(decodeByteaHex(row[2]!, `entry bundle ${idx}`), decodeIntText(row[1]!, `width of entry bundle ${idx}`));
       for (let i = 0; i < entries.length; i++) {
         const n = idx * TILE_WIDTH + i;
         if (n >= from && n < to) out.push(entries[i]!);
@@ -262,13 +264,13 @@ export class PostgresLogStore implements LogStore {
   }
 
   async readTile(level: number, index: number): Promise<Uint8Array | null> {
-    const [row] = await this.sql`SELECT data FROM tiles WHERE level = ${level} AND idx = ${index}`;
-    return row ? bytes(row.data) : null;
+    const [row] = await this.sql`SELECT data FROM tiles WHERE level = ${level} AND idx = ${index}`.raw();
+    return row ? decodeByteaHex(row[0]!, `tile ${level}/${index}`) : null;
   }
 
   async readBundle(index: number): Promise<Uint8Array | null> {
-    const [row] = await this.sql`SELECT data FROM entry_bundles WHERE idx = ${index}`;
-    return row ? bytes(row.data) : null;
+    const [row] = await this.sql`SELECT data FROM entry_bundles WHERE idx = ${index}`.raw();
+    return row ? decodeByteaHex(row[0]!, `entry bundle ${index}`) : null;
   }
 
   async findLeaf(leafHash: Uint8Array): Promise<number[]> {
