@@ -104,14 +104,15 @@ function isWeak(pub: Uint8Array): boolean {
  * key is of small order, is sent as a length of 0xffffffff and no message, and answered
  * false (as nodeEd25519 would).
  */
-function pack(items: readonly VerifyItem[]): ArrayBuffer {
+function pack(items: readonly VerifyItem[], from: number, to: number): ArrayBuffer {
   const ok = (x: VerifyItem) => x.publicKey.length === 32 && x.signature.length === 64 && !isWeak(x.publicKey);
   let size = 0;
-  for (const x of items) size += 100 + (ok(x) ? messageLength(x.message) : 0);
+  for (let i = from; i < to; i++) size += 100 + (ok(items[i]!) ? messageLength(items[i]!.message) : 0);
   const buf = new Uint8Array(size);
   const view = new DataView(buf.buffer);
   let o = 0;
-  for (const x of items) {
+  for (let i = from; i < to; i++) {
+    const x = items[i]!;
     if (!ok(x)) {
       view.setUint32(o + 96, 0xffffffff, false);
       o += 100;
@@ -174,33 +175,39 @@ export class VerifyPool {
     return this.workers.length;
   }
 
-  private run(worker: Worker, items: readonly VerifyItem[]): Promise<Uint8Array> {
+  /** Sends items[from, to) to `worker`, packed. */
+  private run(worker: Worker, items: readonly VerifyItem[], from: number, to: number): Promise<Uint8Array> {
     const id = this.next++;
-    const buf = pack(items);
+    const buf = pack(items, from, to);
     return new Promise((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
-      worker.postMessage({ id, n: items.length, buf }, [buf]);
+      worker.postMessage({ id, n: to - from, buf }, [buf]);
     });
   }
 
-  /** Verifies every item; never throws for a bad signature or key (that is `false`). */
-  async verify(items: readonly VerifyItem[]): Promise<boolean[]> {
+  /**
+   * Verifies every item; never throws for a bad signature or key (that is `false`). The
+   * items are packed for the workers before it returns and not referenced after, so the
+   * caller's objects can die young while the workers verify.
+   */
+  verify(items: readonly VerifyItem[]): Promise<boolean[]> {
     if (this.workers.length === 0 || items.length < this.minParallel) {
-      return items.map((x) => nodeEd25519.verify(x.publicKey, wholeMessage(x.message), x.signature));
+      return Promise.resolve(items.map((x) => nodeEd25519.verify(x.publicKey, wholeMessage(x.message), x.signature)));
     }
     // One share per worker; the calling thread is busy with I/O and parsing, so it does
     // none of the signature work for large batches.
     const n = this.workers.length;
     const size = Math.ceil(items.length / n);
     const parts: Array<Promise<Uint8Array>> = [];
-    for (let i = 0; i < n; i++) {
-      const slice = items.slice(i * size, (i + 1) * size);
-      if (slice.length > 0) parts.push(this.run(this.workers[(this.rr + i) % n]!, slice));
+    for (let i = 0; i < n && i * size < items.length; i++) {
+      parts.push(this.run(this.workers[(this.rr + i) % n]!, items, i * size, Math.min(items.length, (i + 1) * size)));
     }
     this.rr = (this.rr + 1) % n;
-    const out: boolean[] = [];
-    for (const p of await Promise.all(parts)) for (const b of p) out.push(b === 1);
-    return out;
+    return Promise.all(parts).then((outs) => {
+      const out: boolean[] = [];
+      for (const p of outs) for (const b of p) out.push(b === 1);
+      return out;
+    });
   }
 
   async close(): Promise<void> {

@@ -110,7 +110,8 @@ export function decodeEnvelope(leaf: Uint8Array): SignedEntry {
   const fast = canonicalEnvelopeParts(leaf);
   if (fast !== undefined) {
     const bytes = new Uint8Array(leaf);
-    return { entry: decodeEntry(fast.entryBytes), entryBytes: fast.entryBytes, signature: fast.signature, bytes, leafHash: leafHash(bytes) };
+    const entryBytes = fast.entryBytes.slice();
+    return { entry: decodeEntry(entryBytes), entryBytes, signature: fast.signature.slice(), bytes, leafHash: leafHash(bytes) };
   }
   const v = decodeCanonical(leaf, 'envelope');
   if (typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v)) {
@@ -134,13 +135,38 @@ export function decodeEnvelope(leaf: Uint8Array): SignedEntry {
   return { entry: decodeEntry(entryBytes), entryBytes, signature: sig, bytes, leafHash: leafHash(bytes) };
 }
 
+/** What {@link readEnvelope} reads: the entry, and views of `leaf`. */
+export interface EnvelopeView {
+  readonly entry: Entry;
+  /** The entry's canonical encoding, a view into the leaf. */
+  readonly entryBytes: Uint8Array;
+  /** The 64-byte signature, a view into the leaf. */
+  readonly signature: Uint8Array;
+}
+
+/**
+ * {@link decodeEnvelope} without copies and without the leaf hash, for a reader of many
+ * leaves that hashes them itself (the audit): the same checks and the same errors, but
+ * `entryBytes` and `signature` are views into `leaf`, so the caller must neither change
+ * `leaf` while it uses them nor keep them to keep `leaf` alive. Copies of every field of a
+ * million entries made most of an audit's garbage.
+ *
+ * @throws {MalformedError}
+ * @throws {TooLargeError}
+ */
+export function readEnvelope(leaf: Uint8Array): EnvelopeView {
+  const fast = leaf instanceof Uint8Array && leaf.length <= MAX_ENVELOPE_SIZE ? canonicalEnvelopeParts(leaf) : undefined;
+  if (fast === undefined) return decodeEnvelope(leaf); // the general parser: checks, or names what is wrong
+  return { entry: decodeEntry(fast.entryBytes), entryBytes: fast.entryBytes, signature: fast.signature };
+}
+
 // {sig: bytes(64), entry: bytes(n)} has one canonical encoding: map(2), "sig" (the shorter
 // key sorts first), a 64-byte string, "entry", the shortest head for n, the n bytes.
 const SIG_PART = Uint8Array.of(0xa2, 0x63, 0x73, 0x69, 0x67, 0x58, 0x40);
 const ENTRY_KEY = Uint8Array.of(0x65, 0x65, 0x6e, 0x74, 0x72, 0x79);
 
 /**
- * The signature and entry bytes of `leaf` when it is laid out exactly as that canonical
+ * The signature and entry bytes of `leaf` (views) when it is laid out exactly as that canonical
  * encoding, else undefined (then the general parser decides, and names what is wrong). A
  * match is what decodeCanonical would accept as {entry, sig} with a 64-byte sig, read
  * without building the map: the audit decodes a million envelopes.
@@ -166,7 +192,7 @@ function canonicalEnvelopeParts(leaf: Uint8Array): { signature: Uint8Array; entr
     return undefined;
   }
   if (o + n !== leaf.length) return undefined;
-  return { signature: leaf.slice(SIG_PART.length, SIG_END), entryBytes: leaf.slice(o) };
+  return { signature: leaf.subarray(SIG_PART.length, SIG_END), entryBytes: leaf.subarray(o) };
 }
 
 /**

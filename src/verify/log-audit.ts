@@ -26,7 +26,7 @@ import { HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeRootHash, extendEdge, type TreeEdge } from '../core/integrate.js';
 import { newTiles, TILE_WIDTH, tileWidthAt } from '../core/tile.js';
 import { rootFromInclusionProof } from '../core/tree.js';
-import { decodeEnvelope, ENTRY_SIGNATURE_CONTEXT, type SignedEntry } from '../entry/envelope.js';
+import { decodeEnvelope, ENTRY_SIGNATURE_CONTEXT, readEnvelope, type EnvelopeView, type SignedEntry } from '../entry/envelope.js';
 import type { Entry, EventEntry, RunCloseEntry } from '../entry/entry.js';
 import { KeyHistory, type KeyPeriod } from '../entry/key-history.js';
 import { nobleEd25519, type Ed25519 } from '../note/ed25519.js';
@@ -251,6 +251,13 @@ export interface SignatureCheck {
 
 const ENTRY_CONTEXT = utf8(ENTRY_SIGNATURE_CONTEXT);
 
+/** A queued agent signature check: which entry, its leaf, and the key it is checked under. */
+interface PendingSignature {
+  readonly index: number;
+  readonly leaf: Uint8Array;
+  readonly key: KeyPeriod;
+}
+
 export interface LogAuditOptions {
   /**
    * `agent` (default): every leaf must be a glasslog signed envelope. `any`: leaves that
@@ -319,8 +326,14 @@ export class LogAudit {
   /** This pass's findings, the first MAX_KEPT_FINDINGS of them; `foundCount` counts all. */
   private readonly found: Finding[] = [];
   private foundCount = 0;
-  /** Signature checks gathered since the last flush, with what each one is. */
-  private batch: Array<{ check: SignatureCheck; index: number; entry: EventEntry | RunCloseEntry; key: KeyPeriod }> = [];
+  /**
+   * Signature checks gathered since the last flush, and for each the entry's index, leaf
+   * (a view into its bundle) and key. Only these small records wait for the workers: a
+   * decoded entry held that long outlived the young generation, and promoting a million of
+   * them was most of an audit's garbage-collection time.
+   */
+  private checks: SignatureCheck[] = [];
+  private batch: PendingSignature[] = [];
   /** Full tiles above level 0 rebuilt in this pass, by "level/index", until compared. */
   private readonly upper = new Map<string, Uint8Array>();
   private entriesChecked = 0;
@@ -412,7 +425,8 @@ export class LogAudit {
   /**
    * Checks entry bundle `index` (as planned) and its level-0 tile: decodes and checks
    * each new entry, queues its signature check, and integrates the leaves. Returns the
-   * upper tiles this completed, for {@link checkTile}.
+   * upper tiles this completed, for {@link checkTile}. The queued checks refer to `bundle`:
+   * it must not change until the next {@link flush} settles.
    *
    * @throws {VerificationError} If the bundle or tile is not the one planned next or does
    *   not frame the planned number of entries: the tree cannot be rebuilt past it.
@@ -495,23 +509,41 @@ export class LogAudit {
     }
   }
 
-  /** Checks the signatures queued so far (the caller bounds how many flushes overlap). */
-  async flush(): Promise<void> {
+  /**
+   * Checks the signatures queued so far (the caller bounds how many flushes overlap). The
+   * checks are handed to verifyBatch now, and not kept while it runs.
+   */
+  flush(): Promise<void> {
     const batch = this.batch;
+    const checks = this.checks;
     this.batch = [];
-    if (batch.length === 0) return;
+    this.checks = [];
+    if (batch.length === 0) return Promise.resolve();
+    let ok: Promise<readonly boolean[]>;
+    try {
+      ok = this.verifyBatch(checks);
+    } catch (err) {
+      ok = Promise.reject(err as Error);
+    }
+    return this.settle(batch, ok);
+  }
+
+  private async settle(batch: readonly PendingSignature[], results: Promise<readonly boolean[]>): Promise<void> {
     let ok: readonly boolean[];
     try {
-      ok = await this.verifyBatch(batch.map((b) => b.check));
+      ok = await results;
     } catch (err) {
       throw new VerificationError(`signature checks failed to run: ${(err as Error).message}`);
     }
     batch.forEach((b, k) => {
       if (ok[k] !== true) {
-        // The message is made only for a failure: a million entries need no million strings.
-        const e = b.entry;
+        // The message is made only for a failure (a million entries need no million
+        // strings), from the leaf, which decoded when it was queued.
+        const v = readEnvelope(b.leaf);
+        const e = v.entry as EventEntry | RunCloseEntry;
+        const check = { publicKey: b.key.publicKey, message: [ENTRY_CONTEXT, v.entryBytes], signature: v.signature };
         const what = `the ${e.type} of agent ${quote(e.agent)} run ${quote(e.run)} seq ${e.seq}: its signature does not verify under the agent's key ${quote(b.key.vkey)} (installed by entry ${b.key.from})`;
-        this.finding('signature', b.index, `entry ${b.index}: ${what}${this.otherKey(e.agent, b.index, b.check)}`);
+        this.finding('signature', b.index, `entry ${b.index}: ${what}${this.otherKey(e.agent, b.index, check)}`);
       }
     });
   }
@@ -638,16 +670,17 @@ export class LogAudit {
   }
 
   /**
-   * Decodes and checks one new leaf at index `i`; queues its signature check. Returns its
-   * leaf hash (decodeEnvelope computes it; hashing once matters at a million entries).
+   * Decodes and checks one new leaf at index `i` (a view into its bundle, which is not
+   * changed while its signature check waits); queues its signature check. Returns its leaf
+   * hash.
    */
   private checkEntry(i: number, leaf: Uint8Array): Uint8Array {
     this.entriesChecked++;
-    let e: SignedEntry;
+    const h = leafHash(leaf);
+    let e: EnvelopeView;
     try {
-      e = decodeEnvelope(leaf);
+      e = readEnvelope(leaf);
     } catch (err) {
-      const h = leafHash(leaf);
       if (this.mode === 'any') {
         this.count('raw');
         return h;
@@ -656,11 +689,11 @@ export class LogAudit {
       this.finding('envelope', i, `entry ${i} (leaf hash ${encodeBase64(h)}): ${err instanceof TlogError ? err.message : String(err)}`);
       return h;
     }
-    this.checkSigned(i, e);
-    return e.leafHash;
+    this.checkSigned(i, e, leaf);
+    return h;
   }
 
-  private checkSigned(i: number, e: SignedEntry): void {
+  private checkSigned(i: number, e: EnvelopeView, leaf: Uint8Array): void {
     const entry = e.entry;
     this.count(entry.type);
     // "glasslog/entry/v1\n" ‖ entry, in parts: the worker pool packs them without a concatenation.
@@ -673,7 +706,7 @@ export class LogAudit {
         return;
       }
       if (entry.type === 'payload.erase') this.noteErasure(i, entry);
-      else this.applyRegistry(i, entry, e.bytes);
+      else this.applyRegistry(i, entry, leaf);
       return;
     }
     const agent = entry.agent;
@@ -682,7 +715,8 @@ export class LogAudit {
       this.finding('key', i, `entry ${i} (${entry.type} of agent ${quote(agent)}): ${this.noKeyReason(agent, i)}`);
       return;
     }
-    this.batch.push({ check: { publicKey: key.publicKey, message, signature: e.signature }, index: i, entry, key });
+    this.checks.push({ publicKey: key.publicKey, message, signature: e.signature });
+    this.batch.push({ index: i, leaf, key });
   }
 
   /** For a failed agent signature: names another key of the agent it verifies under. */
