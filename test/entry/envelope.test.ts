@@ -15,8 +15,10 @@ import {
   ENTRY_SIGNATURE_CONTEXT,
   entrySignerKind,
   entrySigningMessage,
+  entryToJson,
   envelope,
   MAX_ENVELOPE_SIZE,
+  readEnvelope,
   signedEntryFromJson,
   signedEntryToJson,
   signEntry,
@@ -255,6 +257,51 @@ describe('decodeEnvelope: the canonical-layout fast path', () => {
       }),
       { numRuns }
     );
+  });
+
+  it('readEnvelope gives what decodeEnvelope gives, as views into the leaf, for any change to a valid envelope', () => {
+    const key = fixedKey('agent-1', 'fast-path');
+    fc.assert(
+      fc.property(entryArb, fc.nat(), fc.nat(255), fc.constantFrom('flip', 'cut', 'insert', 'none'), (entry, at, byte, how) => {
+        const leaf = signEntry(entry, key.skey, nodeEd25519).bytes;
+        const i = at % leaf.length;
+        const mutated =
+          how === 'flip' ? Uint8Array.from(leaf, (b, k) => (k === i ? byte : b))
+          : how === 'cut' ? leaf.subarray(0, i)
+          : how === 'insert' ? concatBytes(leaf.subarray(0, i), Uint8Array.of(byte), leaf.subarray(i))
+          : leaf;
+        let want: string;
+        try {
+          const d = decodeEnvelope(mutated);
+          want = `ok ${JSON.stringify(entryToJson(d.entry))} ${toHex(d.entryBytes)} ${toHex(d.signature)}`;
+        } catch (err) {
+          want = `refused ${(err as Error).message}`;
+        }
+        let got: string;
+        try {
+          const v = readEnvelope(mutated);
+          got = `ok ${JSON.stringify(entryToJson(v.entry))} ${toHex(v.entryBytes)} ${toHex(v.signature)}`;
+          if (how === 'none') {
+            // Views, not copies: the leaf's own bytes.
+            expect(v.signature.buffer).toBe(mutated.buffer);
+            expect(v.entryBytes.buffer).toBe(mutated.buffer);
+          }
+        } catch (err) {
+          got = `refused ${(err as Error).message}`;
+        }
+        expect(got).toBe(want);
+      }),
+      { numRuns }
+    );
+  });
+
+  it('decodeEnvelope copies: changing the leaf afterwards changes nothing it returned', () => {
+    const key = fixedKey('agent-1', 'fast-path');
+    const leaf = new Uint8Array(signEntry(entryArbSample(), key.skey, nodeEd25519).bytes);
+    const d = decodeEnvelope(leaf);
+    const before = [toHex(d.bytes), toHex(d.entryBytes), toHex(d.signature)];
+    leaf.fill(0);
+    expect([toHex(d.bytes), toHex(d.entryBytes), toHex(d.signature)]).toEqual(before);
   });
 
   it('refuses a non-shortest length head for the entry, as the general parser does', () => {
