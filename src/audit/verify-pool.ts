@@ -6,6 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { nodeEd25519 } from '../note/ed25519-node.js';
+import { equalBytes } from '../core/encoding.js';
 import { isWeakPublicKey } from '../note/ed25519.js';
 
 export interface VerifyItem {
@@ -80,13 +81,15 @@ parentPort.on('message', ({ id, n, buf }) => {
 
 // nodeEd25519 refuses small-order public keys before OpenSSL sees them (OpenSSL accepts,
 // for one, the all-zero key with the all-zero signature); the pool must answer the same.
-// The check decodes a point, so it is remembered per key.
+// The check decodes a point, so it is remembered per key: first by the array object (an
+// audit passes each key period's one array for all its entries), confirmed by comparing
+// the bytes in case the caller changed them, then by the key's bytes.
+const weakByArray = new WeakMap<Uint8Array, { readonly key: Uint8Array; readonly weak: boolean }>();
 const weakKeys = new Map<string, boolean>();
-let lastKey: Uint8Array | undefined;
-let lastWeak = false;
 
 function isWeak(pub: Uint8Array): boolean {
-  if (pub === lastKey) return lastWeak;
+  const seen = weakByArray.get(pub);
+  if (seen !== undefined && equalBytes(seen.key, pub)) return seen.weak;
   const k = Buffer.from(pub.buffer, pub.byteOffset, pub.length).toString('latin1');
   let weak = weakKeys.get(k);
   if (weak === undefined) {
@@ -94,8 +97,7 @@ function isWeak(pub: Uint8Array): boolean {
     if (weakKeys.size >= 10_000) weakKeys.clear();
     weakKeys.set(k, weak);
   }
-  lastKey = pub;
-  lastWeak = weak;
+  weakByArray.set(pub, { key: pub.slice(), weak });
   return weak;
 }
 

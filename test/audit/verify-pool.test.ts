@@ -57,4 +57,19 @@ describe('VerifyPool', () => {
     expect(got.filter((x) => !x).length).toBe(Math.ceil(1000 / 97));
     got.forEach((ok, i) => expect(ok).toBe(i % 97 !== 0));
   });
+
+  it('refuses a small-order key even in an array that held a good key when it was first checked', async () => {
+    // The all-zero key with the all-zero signature: OpenSSL accepts it, nodeEd25519 does not.
+    const key = new Uint8Array(pubs[0]!);
+    const zero = new Uint8Array(64);
+    const signed = (publicKey: Uint8Array) => Array.from({ length: 8 }, () => ({ publicKey, message: new Uint8Array(0), signature: zero }));
+    expect(await pool.verify(signed(key))).toEqual(Array(8).fill(false));
+    key.fill(0);
+    expect(nodeEd25519.verify(key, new Uint8Array(0), zero)).toBe(false);
+    expect(await pool.verify(signed(key))).toEqual(Array(8).fill(false));
+    // And a good key again in the same array verifies its own signature.
+    key.set(pubs[1]!);
+    const msg = new TextEncoder().encode('again');
+    expect(await pool.verify(Array.from({ length: 8 }, () => ({ publicKey: key, message: msg, signature: nodeEd25519.sign(seeds[1]!, msg) })))).toEqual(Array(8).fill(true));
+  });
 });
