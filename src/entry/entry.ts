@@ -485,7 +485,7 @@ export function decodeEntry(bytes: Uint8Array): Entry {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('entry: expected a Uint8Array');
   // attacker-controlled: bytes (a leaf, or a client's submission).
   checkEntrySize(bytes.length);
-  return parseEntry(decodeCanonical(bytes, 'entry'), 'native', true);
+  return readRunEntry(bytes) ?? parseEntry(decodeCanonical(bytes, 'entry'), 'native', true);
 }
 
 /**
@@ -537,4 +537,320 @@ export function entryFromJson(json: unknown): Entry {
   const e = parseEntry(json, 'json', false);
   checkEntrySize(encodeCanonical(toCbor(e)).length);
   return e;
+}
+
+// ---------------------------------------------------------------------------------------
+// The one-pass reader of events and run.close entries.
+//
+// An audit decodes a million entries, nearly all events and run.closes with ASCII text. The
+// general path (decodeCanonical's value tree, then parseEntry) made a map object, a getter
+// and a field list per entry and was most of the audit's own work. readRunEntry reads such
+// an entry in one pass over the bytes, checking every rule as it goes, and builds only the
+// Entry. It either returns exactly what the general path returns, or undefined, and then
+// the general path decides and names what is wrong: it never refuses, so every error
+// message comes from one place. Anything it does not handle (other entry types, non-ASCII
+// text, more than 23 attrs) goes the general way. test/entry/entry.test.ts holds the two
+// paths to the same answers over valid entries and every kind of change to them.
+
+/** Map keys of run entries, in canonical order (length, then bytes): a key's rank. */
+const RUN_KEYS = ['v', 'run', 'seq', 'kind', 'prev', 'time', 'type', 'agent', 'attrs', 'model', 'parent', 'payloads'] as const;
+const R_V = 0, R_RUN = 1, R_SEQ = 2, R_KIND = 3, R_PREV = 4, R_TIME = 5, R_TYPE = 6, R_AGENT = 7, R_ATTRS = 8, R_MODEL = 9, R_PARENT = 10, R_PAYLOADS = 11;
+/** The fields a run.close may hold, as a bit set of ranks. */
+const RUN_CLOSE_RANKS = (1 << R_V) | (1 << R_RUN) | (1 << R_SEQ) | (1 << R_PREV) | (1 << R_TIME) | (1 << R_TYPE) | (1 << R_AGENT);
+const RUN_KEY_BYTES = RUN_KEYS.map((k) => utf8(k));
+/** model's keys in canonical order. */
+const MODEL_KEYS = ['name', 'version', 'provider'] as const;
+const MODEL_KEY_BYTES = MODEL_KEYS.map((k) => utf8(k));
+const EVENT_KIND_SET: ReadonlySet<string> = new Set(EVENT_KINDS);
+
+/** A cursor over an entry's bytes; every read returns undefined (or -1) when the bytes are not the simple canonical form it handles. */
+class RunEntryReader {
+  pos = 0;
+  constructor(readonly b: Uint8Array) {}
+
+  /** The argument of a head of major type `major`, in shortest form, or -1. */
+  head(major: number): number {
+    const b = this.b;
+    if (this.pos >= b.length) return -1;
+    const ib = b[this.pos]!;
+    if (ib >> 5 !== major) return -1;
+    const ai = ib & 31;
+    if (ai < 24) {
+      this.pos += 1;
+      return ai;
+    }
+    if (ai === 24) {
+      if (this.pos + 2 > b.length || b[this.pos + 1]! < 24) return -1;
+      this.pos += 2;
+      return b[this.pos - 1]!;
+    }
+    if (ai === 25) {
+      if (this.pos + 3 > b.length) return -1;
+      const n = (b[this.pos + 1]! << 8) | b[this.pos + 2]!;
+      if (n < 0x100) return -1;
+      this.pos += 3;
+      return n;
+    }
+    if (ai === 26) {
+      if (this.pos + 5 > b.length) return -1;
+      const n = b[this.pos + 1]! * 0x100_0000 + ((b[this.pos + 2]! << 16) | (b[this.pos + 3]! << 8) | b[this.pos + 4]!);
+      if (n < 0x1_0000) return -1;
+      this.pos += 5;
+      return n;
+    }
+    if (ai === 27) {
+      if (this.pos + 9 > b.length) return -1;
+      const hi = b[this.pos + 1]! * 0x100_0000 + ((b[this.pos + 2]! << 16) | (b[this.pos + 3]! << 8) | b[this.pos + 4]!);
+      const lo = b[this.pos + 5]! * 0x100_0000 + ((b[this.pos + 6]! << 16) | (b[this.pos + 7]! << 8) | b[this.pos + 8]!);
+      if (hi === 0 || hi >= 0x20_0000) return -1; // below 2^32 (not shortest), or above 2^53 − 1
+      this.pos += 9;
+      return hi * 0x1_0000_0000 + lo;
+    }
+    return -1;
+  }
+
+  /** An unsigned integer, or -1. */
+  uint(): number {
+    return this.head(0);
+  }
+
+  /** ASCII text of at most `max` bytes, or undefined (non-ASCII text is the general path's). */
+  ascii(max: number): string | undefined {
+    const start = this.pos;
+    const n = this.head(3);
+    if (n < 0 || n > max || this.pos + n > this.b.length) {
+      this.pos = start;
+      return undefined;
+    }
+    let s = '';
+    const b = this.b;
+    for (let i = this.pos; i < this.pos + n; i++) {
+      const c = b[i]!;
+      if (c >= 0x80) return undefined;
+      s += String.fromCharCode(c);
+    }
+    this.pos += n;
+    return s;
+  }
+
+  /** A 32-byte string (a copy), or undefined. */
+  hash(): Uint8Array | undefined {
+    const b = this.b;
+    if (this.pos + 2 + HASH_SIZE > b.length || b[this.pos] !== 0x58 || b[this.pos + 1] !== HASH_SIZE) return undefined;
+    this.pos += 2 + HASH_SIZE;
+    return b.slice(this.pos - HASH_SIZE, this.pos);
+  }
+
+  /** The rank in `keys` of the text key here (encoded as one-byte head + ASCII), or -1. */
+  key(keys: readonly Uint8Array[]): number {
+    const b = this.b;
+    const ib = b[this.pos];
+    if (ib === undefined || ib < 0x61 || ib > 0x77) return -1;
+    const n = ib - 0x60;
+    if (this.pos + 1 + n > b.length) return -1;
+    next: for (let r = 0; r < keys.length; r++) {
+      const k = keys[r]!;
+      if (k.length !== n) continue;
+      for (let i = 0; i < n; i++) if (b[this.pos + 1 + i] !== k[i]) continue next;
+      this.pos += 1 + n;
+      return r;
+    }
+    return -1;
+  }
+
+  /**
+   * A map key that is a field name (attrs, payloads), strictly after the previous key
+   * (given as its byte range) in canonical order; -1 if not. Returns the key's start.
+   */
+  fieldKey(prevStart: number, prevEnd: number): number {
+    const start = this.pos;
+    const b = this.b;
+    const ib = b[start];
+    if (ib === undefined || ib < 0x61 || ib > 0x60 + 64) return -1;
+    if (ib > 0x77 && ib !== 0x78) return -1;
+    const n = ib === 0x78 ? (b[start + 1] ?? 0) : ib - 0x60;
+    const from = ib === 0x78 ? start + 2 : start + 1;
+    if (ib === 0x78 && (n < 24 || n > 64)) return -1;
+    if (from + n > b.length) return -1;
+    for (let i = from; i < from + n; i++) {
+      const c = b[i]!;
+      // [A-Za-z0-9_.-]
+      if (!((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d)) return -1;
+    }
+    if (prevStart >= 0) {
+      // Canonical order of the whole encodings: shorter first, then bytewise; strictly after.
+      const pl = prevEnd - prevStart;
+      const l = from + n - start;
+      if (l < pl) return -1;
+      if (l === pl) {
+        let c = 0;
+        for (let i = 0; i < l && c === 0; i++) c = b[start + i]! - b[prevStart + i]!;
+        if (c <= 0) return -1;
+      }
+    }
+    this.pos = from + n;
+    return start;
+  }
+
+  /** The text of the field key that ends here (ASCII, checked by fieldKey). */
+  keyText(start: number): string {
+    const b = this.b;
+    const from = b[start] === 0x78 ? start + 2 : start + 1;
+    let s = '';
+    for (let i = from; i < this.pos; i++) s += String.fromCharCode(b[i]!);
+    return s;
+  }
+}
+
+function readModel(r: RunEntryReader): ModelInfo | undefined {
+  const n = r.head(5);
+  if (n !== 2 && n !== 3) return undefined;
+  let last = -1;
+  let name: string | undefined;
+  let version: string | undefined;
+  let provider: string | undefined;
+  for (let i = 0; i < n; i++) {
+    const k = r.key(MODEL_KEY_BYTES);
+    if (k <= last) return undefined;
+    last = k;
+    const v = r.ascii(MAX_MODEL_TEXT_SIZE);
+    if (v === undefined || v.length === 0) return undefined;
+    if (k === 0) name = v;
+    else if (k === 1) version = v;
+    else provider = v;
+  }
+  if (name === undefined || provider === undefined) return undefined;
+  return version === undefined ? { provider, name } : { provider, name, version };
+}
+
+function readAttrs(r: RunEntryReader): Record<string, string | number | boolean> | undefined {
+  const n = r.head(5);
+  if (n < 0 || n > MAX_ATTRS) return undefined;
+  const out = Object.create(null) as Record<string, string | number | boolean>;
+  let prevStart = -1;
+  let prevEnd = -1;
+  for (let i = 0; i < n; i++) {
+    const start = r.fieldKey(prevStart, prevEnd);
+    if (start < 0) return undefined;
+    prevStart = start;
+    prevEnd = r.pos;
+    const k = r.keyText(start);
+    const ib = r.b[r.pos];
+    let v: string | number | boolean | undefined;
+    if (ib === 0xf4 || ib === 0xf5) {
+      v = ib === 0xf5;
+      r.pos++;
+    } else if (ib !== undefined && ib >> 5 === 0) {
+      v = r.uint();
+      if (v < 0) return undefined;
+    } else {
+      v = r.ascii(MAX_ATTR_TEXT_SIZE);
+      if (v === undefined) return undefined;
+    }
+    out[k] = v;
+  }
+  return out;
+}
+
+function readPayloads(r: RunEntryReader): Record<string, Uint8Array> | undefined {
+  const n = r.head(5);
+  if (n < 0 || n > MAX_PAYLOADS) return undefined;
+  const out = Object.create(null) as Record<string, Uint8Array>;
+  let prevStart = -1;
+  let prevEnd = -1;
+  for (let i = 0; i < n; i++) {
+    const start = r.fieldKey(prevStart, prevEnd);
+    if (start < 0) return undefined;
+    prevStart = start;
+    prevEnd = r.pos;
+    const k = r.keyText(start);
+    const v = r.hash();
+    if (v === undefined) return undefined;
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * An event or run.close entry read in one pass, exactly as decodeEntry's general path
+ * would return it; undefined when the general path must decide (see the section comment).
+ * decodeEntry uses it; it is exported so tests can see which path answered.
+ */
+export function readRunEntry(bytes: Uint8Array): Entry | undefined {
+  const r = new RunEntryReader(bytes);
+  const count = r.head(5);
+  if (count < 6 || count > RUN_KEYS.length) return undefined;
+  let last = -1;
+  let seen = 0;
+  let v = -1, seq = -1, time = -1, parent = -1;
+  let agent: string | undefined, run: string | undefined, kind: string | undefined, type: string | undefined;
+  let prev: Uint8Array | undefined;
+  let model: ModelInfo | undefined, attrs: Record<string, string | number | boolean> | undefined, payloads: Record<string, Uint8Array> | undefined;
+  for (let i = 0; i < count; i++) {
+    const k = r.key(RUN_KEY_BYTES);
+    if (k <= last) return undefined; // unknown, repeated or out of canonical order
+    last = k;
+    seen |= 1 << k;
+    // Every read that fails ends the pass here: what follows is not where a key would be.
+    switch (k) {
+      case R_V:
+        if ((v = r.uint()) < 0) return undefined;
+        break;
+      case R_RUN:
+        if ((run = r.ascii(128)) === undefined) return undefined;
+        break;
+      case R_SEQ:
+        if ((seq = r.uint()) < 0) return undefined;
+        break;
+      case R_KIND:
+        if ((kind = r.ascii(66)) === undefined) return undefined;
+        break;
+      case R_PREV:
+        if ((prev = r.hash()) === undefined) return undefined;
+        break;
+      case R_TIME:
+        if ((time = r.uint()) < 0) return undefined;
+        break;
+      case R_TYPE:
+        if ((type = r.ascii(9)) === undefined) return undefined;
+        break;
+      case R_AGENT:
+        if ((agent = r.ascii(128)) === undefined) return undefined;
+        break;
+      case R_ATTRS:
+        if ((attrs = readAttrs(r)) === undefined) return undefined;
+        break;
+      case R_MODEL:
+        if ((model = readModel(r)) === undefined) return undefined;
+        break;
+      case R_PARENT:
+        if ((parent = r.uint()) < 0) return undefined;
+        break;
+      case R_PAYLOADS:
+        if ((payloads = readPayloads(r)) === undefined) return undefined;
+        break;
+    }
+  }
+  if (r.pos !== bytes.length || v !== ENTRY_VERSION || seq < 0 || time < 0) return undefined;
+  if (agent === undefined || !ID.test(agent) || run === undefined || !ID.test(run)) return undefined;
+  if ((seq === 0) !== (prev === undefined)) return undefined;
+  if (type === 'run.close') {
+    if ((seen & ~RUN_CLOSE_RANKS) !== 0) return undefined;
+    return prev === undefined ? { type: 'run.close', agent, run, seq, time } : { type: 'run.close', agent, run, seq, prev, time };
+  }
+  if (type !== 'event' || kind === undefined || !(EVENT_KIND_SET.has(kind) || CUSTOM_KIND.test(kind))) return undefined;
+  if (parent >= seq) return undefined; // parent absent is -1
+  return {
+    type: 'event',
+    agent,
+    run,
+    seq,
+    ...(prev !== undefined && { prev }),
+    ...(parent >= 0 && { parent }),
+    kind,
+    time,
+    ...(model !== undefined && { model }),
+    ...(attrs !== undefined && { attrs }),
+    ...(payloads !== undefined && { payloads }),
+  };
 }

@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { MalformedError, TooLargeError } from '../../src/core/errors.js';
-import { encodeBase64, toHex } from '../../src/core/encoding.js';
+import { concatBytes, encodeBase64, toHex, utf8 } from '../../src/core/encoding.js';
 import { formatVerifierKey, generateKey } from '../../src/note/keys.js';
 import {
+  compareCborKeys,
+  decodeCanonical,
   decodeEntry,
+  readRunEntry,
   encodeCanonical,
   encodeEntry,
   entryFromCbor,
@@ -20,7 +23,7 @@ import {
   type CborValue,
   type Entry,
 } from '../../src/entry/index.js';
-import { entryArb, jsonify, KEYS, numRuns, reorder } from './helpers.js';
+import { cborArb, entryArb, eventArb, jsonify, KEYS, numRuns, referenceEncode, reorder, runCloseArb } from './helpers.js';
 
 const H = new Uint8Array(32).fill(7);
 const AGENT = 'agent-1';
@@ -443,5 +446,122 @@ describe('predicates', () => {
     expect(isValidId('a/b')).toBe(false);
     expect(isValidFieldName('gen_ai.usage.input_tokens')).toBe(true);
     expect(isValidFieldName('a:b')).toBe(false);
+  });
+});
+
+describe('decodeEntry: the one-pass reader of events and run.close', () => {
+  /** The general path by hand: canonical CBOR, `v` present, then the schema (entryFromCbor). */
+  function reference(b: Uint8Array): Entry {
+    const v = decodeCanonical(b, 'entry');
+    if (typeof v !== 'object' || v instanceof Uint8Array || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, 'v')) {
+      throw new MalformedError('entry.v: missing');
+    }
+    return entryFromCbor(v);
+  }
+  const outcome = (f: () => Entry) => {
+    try {
+      return `ok ${JSON.stringify(entryToJson(f()))}`;
+    } catch (err) {
+      if (!(err instanceof MalformedError || err instanceof TooLargeError)) throw err;
+      return 'refused';
+    }
+  };
+  const same = (b: Uint8Array) => {
+    const want = outcome(() => reference(b));
+    expect(outcome(() => decodeEntry(b))).toBe(want);
+    if (want.startsWith('ok')) expect(decodeEntry(b)).toEqual(reference(b));
+  };
+
+  /** Text that is mostly ASCII (what the reader handles itself), sometimes not. */
+  const asciiText = (min: number, max: number) =>
+    fc.oneof({ weight: 4, arbitrary: fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: min, maxLength: max }) }, { weight: 1, arbitrary: fc.string({ minLength: min, maxLength: max }) });
+  const asciiEventArb = fc
+    .tuple(eventArb, fc.option(fc.record({ provider: asciiText(0, 12), name: asciiText(0, 300), version: fc.option(asciiText(0, 12), { nil: undefined }) }), { nil: undefined }), fc.option(fc.dictionary(fc.stringMatching(/^[A-Za-z0-9_.-]{0,70}$/), fc.oneof(asciiText(0, 270), fc.maxSafeNat(), fc.boolean()), { maxKeys: 34 }), { nil: undefined }))
+    .map(([e, model, attrs]) => {
+      const out: Record<string, unknown> = { ...e };
+      if (model !== undefined) out['model'] = Object.fromEntries(Object.entries(model).filter(([, x]) => x !== undefined));
+      if (attrs !== undefined) out['attrs'] = attrs;
+      return out;
+    });
+  /** The CBOR value of an entry (valid or not, so built without encodeEntry's checks). */
+  const valueOf = (e: Record<string, unknown>): Record<string, CborValue> => {
+    const out: Record<string, CborValue> = { v: 1 };
+    for (const [k, x] of Object.entries(e)) if (x !== undefined) out[k] = x as CborValue;
+    return out;
+  };
+  const fieldArb = fc.constantFrom('v', 'type', 'agent', 'run', 'seq', 'prev', 'parent', 'kind', 'time', 'model', 'attrs', 'payloads', 'x', 'key', 'index');
+  /** One change to a CBOR value: a top-level or nested field removed, added or replaced. */
+  const mutate = (v: Record<string, CborValue>, how: number, field: string, value: CborValue, nested: string): Record<string, CborValue> => {
+    const out = { ...v };
+    const inner = out[nested];
+    const target = how >= 3 && inner !== undefined && typeof inner === 'object' && !(inner instanceof Uint8Array) && !Array.isArray(inner) ? { ...(inner as Record<string, CborValue>) } : out;
+    const keys = Object.keys(target);
+    if (how % 3 === 0) delete target[keys[(field.length + how) % Math.max(1, keys.length)] ?? field];
+    else if (how % 3 === 1) target[field] = value;
+    else target[keys[field.length % Math.max(1, keys.length)] ?? field] = value;
+    if (target !== out) out[nested] = target;
+    return out;
+  };
+  const valueArb = fc.oneof(cborArb, fc.constantFrom<CborValue>(0, 1, 2, 'event', 'run.close', 'agent.register', 'decision', 'x-custom', 'é', '', new Uint8Array(32), new Uint8Array(31), true, 2 ** 53 - 1, 2 ** 32, {}, { provider: 'p', name: 'n' }));
+
+  it('puts the keys it reads in canonical order', () => {
+    const keys = ['v', 'run', 'seq', 'kind', 'prev', 'time', 'type', 'agent', 'attrs', 'model', 'parent', 'payloads'];
+    expect([...keys].sort((a, b) => compareCborKeys(utf8(a), utf8(b)))).toEqual(keys);
+    expect(['name', 'version', 'provider'].sort((a, b) => compareCborKeys(utf8(a), utf8(b)))).toEqual(['name', 'version', 'provider']);
+  });
+
+  it('reads ASCII events and run.closes itself, and leaves other types and non-ASCII text to the general path', () => {
+    const ascii = { type: 'event', agent: 'agent-7', run: 'run-1', seq: 2, prev: new Uint8Array(32).fill(1), parent: 1, kind: 'tool_call', time: 1_790_000_000_000, model: { provider: 'anthropic', name: 'claude', version: '4' }, attrs: { 'gen_ai.tool.name': 'refunds.create', n: 3, ok: true }, payloads: { prompt: new Uint8Array(32).fill(2) } };
+    const b = referenceEncode(valueOf(ascii));
+    expect(readRunEntry(b)).toEqual(decodeEntry(b));
+    expect(readRunEntry(b)).toEqual(reference(b));
+    const close = referenceEncode(valueOf({ type: 'run.close', agent: 'a', run: 'r', seq: 3, prev: new Uint8Array(32), time: 9 }));
+    expect(readRunEntry(close)).toEqual(reference(close));
+    expect(readRunEntry(referenceEncode(valueOf({ ...ascii, attrs: { t: 'café' } })))).toBeUndefined();
+    expect(readRunEntry(encodeEntry({ type: 'agent.register', agent: 'agent-1', key: KEYS['agent-1']![0]!.vkey, time: 1 }))).toBeUndefined();
+    // Over random valid ASCII events and run.closes, the reader answers for most.
+    let read = 0;
+    const sample = fc.sample(fc.oneof(asciiEventArb as fc.Arbitrary<unknown>, runCloseArb), 300);
+    for (const e of sample) if (readRunEntry(referenceEncode(valueOf(e as Record<string, unknown>))) !== undefined) read++;
+    expect(read).toBeGreaterThan(sample.length / 3);
+  });
+
+  it('returns what the general path returns for valid entries of every type', () => {
+    fc.assert(fc.property(fc.oneof(entryArb, asciiEventArb as fc.Arbitrary<unknown>, runCloseArb), (e) => same(referenceEncode(valueOf(e as Record<string, unknown>)))), { numRuns: numRuns * 5 });
+  });
+
+  it('accepts and refuses exactly what the general path does, for any field removed, added or replaced, at the top or inside model, attrs and payloads', () => {
+    fc.assert(
+      fc.property(fc.oneof(asciiEventArb as fc.Arbitrary<unknown>, runCloseArb), fc.nat(5), fieldArb, valueArb, fc.constantFrom('model', 'attrs', 'payloads'), (e, how, field, value, nested) => {
+        same(referenceEncode(mutate(valueOf(e as Record<string, unknown>), how, field, value, nested)));
+      }),
+      { numRuns: numRuns * 10 }
+    );
+  });
+
+  it('accepts and refuses exactly what the general path does, for any byte changed, cut or inserted', () => {
+    fc.assert(
+      fc.property(fc.oneof(asciiEventArb as fc.Arbitrary<unknown>, runCloseArb), fc.nat(), fc.nat(255), fc.constantFrom('flip', 'cut', 'insert'), (e, at, byte, how) => {
+        const b = referenceEncode(valueOf(e as Record<string, unknown>));
+        const i = at % b.length;
+        same(how === 'flip' ? Uint8Array.from(b, (x, k) => (k === i ? byte : x)) : how === 'cut' ? b.subarray(0, i) : concatBytes(b.subarray(0, i), Uint8Array.of(byte), b.subarray(i)));
+      }),
+      { numRuns: numRuns * 10 }
+    );
+  });
+
+  it('agrees at the edges: integer heads, text lengths, map sizes', () => {
+    const base = { type: 'event', agent: 'a', run: 'r', seq: 1, prev: new Uint8Array(32).fill(7), kind: 'decision', time: 5 };
+    const cases: Array<Record<string, unknown>> = [];
+    for (const n of [0, 23, 24, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 53 - 1]) cases.push({ ...base, time: n }, { ...base, seq: n + 1, parent: n });
+    for (const n of [63, 64, 65, 66, 67]) cases.push({ ...base, kind: 'x-' + 'a'.repeat(n - 2) });
+    for (const n of [127, 128, 129]) cases.push({ ...base, agent: 'a'.repeat(n) }, { ...base, run: 'r'.repeat(n) });
+    for (const n of [0, 1, 23, 24, 31, 32, 33]) cases.push({ ...base, attrs: Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${String(i).padStart(2, '0')}`, i])) });
+    for (const n of [0, 1, 16, 17]) cases.push({ ...base, payloads: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${String(i).padStart(2, '0')}`, new Uint8Array(32)])) });
+    for (const n of [0, 1, 255, 256, 257]) cases.push({ ...base, attrs: { t: 'x'.repeat(n) } }, { ...base, model: { provider: 'p', name: 'n'.repeat(n) } });
+    for (const k of [23, 24, 63, 64, 65]) cases.push({ ...base, attrs: { ['k'.repeat(k)]: true } });
+    cases.push({ ...base, attrs: JSON.parse('{"__proto__": 1, "constructor": "c", "toString": false}') as Record<string, unknown> }, { ...base, payloads: Object.defineProperty({}, '__proto__', { value: new Uint8Array(32), enumerable: true }) });
+    cases.push({ ...base, seq: 0 }, { ...base, seq: 0, prev: undefined }, { ...base, parent: 1 }, { ...base, parent: 0 }, { type: 'run.close', agent: 'a', run: 'r', seq: 0, time: 1 });
+    for (const c of cases) same(referenceEncode(valueOf(c)));
   });
 });
