@@ -1,7 +1,7 @@
 /**
  * `glasslog audit` of a large log served locally, against the raw work it implies.
  *
- *   npm run build && npx tsx bench/audit.ts [--entries 1000000] [--postgres] [--agents 100] [--incremental 1000]
+ *   npm run build && npx tsx bench/audit.ts [--entries 1000000] [--postgres] [--agents 100] [--incremental 1000] [--rounds 3]
  *
  * 1. Builds a log of N real glasslog agent entries straight into the log's store (embedded
  *    PGlite in a temp data dir, or with --postgres its own schema on DATABASE_URL, default
@@ -19,10 +19,12 @@
  * 3. Baseline, in the same run, on all cores: the raw work an audit implies — N leaf hashes
  *    (SHA-256 of 0x00 ‖ envelope, the real envelopes), N − 1 interior node hashes (65 bytes
  *    each) and N Ed25519 verifications, node:crypto, split across one worker per core; the
- *    root it computes must equal the checkpoint's. Timed before and after the audit.
+ *    root it computes must equal the checkpoint's. Timed before and after each audit.
  * 4. `node dist/cli/main.js audit <url> --log-key <vkey> --state <file> --json`: wall time,
- *    ratio to the faster baseline (goal ≤ 1.5), what it fetched against what a full audit
- *    needs. Beside it, CPU seconds from /proc: the audit process, the server (with --postgres
+ *    ratio to the faster of the baselines around it (goal ≤ 1.5), what it fetched against
+ *    what a full audit needs. With --rounds R (default 1) the full audit runs R times, each
+ *    between two baselines, and the medians of the rounds' ratios are the result: this
+ *    shared machine's speed drifts by up to a quarter between runs of the same work. Beside it, CPU seconds from /proc: the audit process, the server (with --postgres
  *    also its database backends) and the baseline's workers, whose ratio moves much less than
  *    the wall ratio when other processes load the machine (their load is reported too).
  *    GLASSLOG_BENCH_AUDIT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the
@@ -51,7 +53,7 @@ import { nodeEd25519 } from '../src/note/ed25519-node.js';
 import { generateKey, parseSignerKey, parseVerifierKey } from '../src/note/keys.js';
 import { openDatabase, useNodeSha256, type Database } from '../src/cli/common.js';
 import { PostgresLogStore } from '../src/storage/postgres.js';
-import { benchSchema, machine, startServer, type Server } from './lib.js';
+import { benchSchema, machine, median, startServer, type Server } from './lib.js';
 
 // ---------------------------------------------------------------------------------------
 // Shared: the workload (what each entry says) and fast signing
@@ -839,12 +841,15 @@ async function main(): Promise<void> {
       agents: { type: 'string', default: '100' },
       incremental: { type: 'string', default: '1000' },
       chunk: { type: 'string', default: '65536' },
+      rounds: { type: 'string', default: '1' },
     },
   });
   const N = Number(values.entries);
   const A = Number(values.agents);
   const INC = Number(values.incremental);
   const CHUNK = Number(values.chunk);
+  const ROUNDS = Number(values.rounds);
+  if (!Number.isSafeInteger(ROUNDS) || ROUNDS < 1 || ROUNDS > 9) throw new Error('--rounds must be 1–9');
   if (!Number.isSafeInteger(N) || N < 1000) throw new Error('--entries must be at least 1000');
   if (!Number.isSafeInteger(A) || A < 3 || A > 5000) throw new Error('--agents must be 3–5000');
   if (N < 10 * A) throw new Error('--entries must be at least 10 × --agents');
@@ -980,34 +985,52 @@ async function main(): Promise<void> {
     if (!equalBytes(base1.root, cp.rootHash)) throw new Error(`the baseline's root ${toHex(base1.root)} is not the checkpoint's ${toHex(cp.rootHash)}`);
     if (base1.verify.bad > 0) throw new Error(`${base1.verify.bad} signatures failed in the baseline`);
 
-    // ---- full audit ----
+    // ---- full audits, each between two baselines ----
+    // This machine's speed drifts by a quarter between runs of the same work, so with
+    // --rounds R the full audit runs R times, each timed between two baselines, and the
+    // figures are the medians of the rounds' ratios. A round's ratio is against the faster
+    // of the baselines around it: the machine's raw work with the least interference.
     const vkeyFile = join(dataDir, 'log.vkey');
     const fullExpect = expectFull(N, lens, cpNote);
-    let full: AuditRun | undefined;
-    let base2: BaselineResult | undefined;
-    full = await runAudit(server, serving, vkeyFile, stateFile);
-    reportAudit('full audit', full, N, 0);
-    printFetched('full audit', fullExpect, full.json, false);
-    base2 = await baseline.run();
-    printBaseline('baseline, again after the audit', base2);
-    // The faster baseline: the machine's raw work with the least interference from other load.
-    const baseMs = base2 ? Math.min(base1.totalMs, base2.totalMs) : base1.totalMs;
-    const ratio = full ? full.wallMs / baseMs : undefined;
-    const baseCpuS = base2 ? (base1.cpuS + base2.cpuS) / 2 : base1.cpuS;
-    const cpuRatio = full?.auditCpuS !== undefined ? (full.auditCpuS + (full.serverCpuS ?? 0)) / baseCpuS : undefined;
-    if (full && ratio !== undefined) {
-      console.log(`RATIO audit / baseline: ${ratio.toFixed(2)} (goal ≤ 1.5; ${s(full.wallMs)} / ${s(baseMs)}, the faster of the baselines before and after)${ratio > 1.5 ? '  <-- OVER THE GOAL' : ''}`);
-      if (base2) console.log(`  against each baseline alone: ${(full.wallMs / base1.totalMs).toFixed(2)} (before), ${(full.wallMs / base2.totalMs).toFixed(2)} (after)`);
+    const bases: BaselineResult[] = [base1];
+    const fulls: AuditRun[] = [];
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      const round = ROUNDS > 1 ? ` ${r + 1}/${ROUNDS}` : '';
+      rmSync(stateFile, { force: true });
+      const full = await runAudit(server, serving, vkeyFile, stateFile);
+      reportAudit(`full audit${round}`, full, N, 0);
+      printFetched(`full audit${round}`, fullExpect, full.json, false);
+      fulls.push(full);
+      const after = await baseline.run();
+      printBaseline(`baseline ${r + 2}, after full audit${round}`, after);
+      bases.push(after);
+      const before = bases[r]!;
+      const ratio = full.wallMs / Math.min(before.totalMs, after.totalMs);
+      const cpuRatio = (full.auditCpuS! + (full.serverCpuS ?? 0)) / ((before.cpuS + after.cpuS) / 2);
+      ratios.push(ratio);
+      cpuRatios.push(cpuRatio);
+      console.log(
+        `RATIO${round} audit / baseline: ${ratio.toFixed(2)} (${s(full.wallMs)} / ${s(Math.min(before.totalMs, after.totalMs))}, the faster of the baselines before and after; ` +
+          `${(full.wallMs / before.totalMs).toFixed(2)} against the one before, ${(full.wallMs / after.totalMs).toFixed(2)} after); ` +
+          `CPU: audit ${full.auditCpuS!.toFixed(1)} s + server ${(full.serverCpuS ?? 0).toFixed(1)} s = ${cpuRatio.toFixed(2)} × the baselines' ${((before.cpuS + after.cpuS) / 2).toFixed(1)} CPU s`
+      );
       const busy = [
-        ['the baseline before', base1.otherCores],
+        ['the baseline before', before.otherCores],
         ['the audit', full.otherCores],
-        ['the baseline after', base2?.otherCores],
+        ['the baseline after', after.otherCores],
       ].filter(([, c]) => typeof c === 'number' && c > 0.25);
       if (busy.length > 0) {
         console.log(`  NOTE: other processes kept ${busy.map(([w, c]) => `${(c as number).toFixed(2)} cores busy during ${w}`).join(', ')}: the wall figures are unreliable on this shared machine; the CPU ratio much less so`);
       }
-      if (cpuRatio !== undefined) console.log(`  CPU: audit ${full.auditCpuS!.toFixed(1)} s + server ${(full.serverCpuS ?? 0).toFixed(1)} s = ${cpuRatio.toFixed(2)} × the baseline's ${baseCpuS.toFixed(1)} CPU s (less sensitive to other load on a shared machine)`);
     }
+    const ratio = median(ratios);
+    const cpuRatio = median(cpuRatios);
+    console.log(
+      `RATIO audit / baseline${ROUNDS > 1 ? `, median of ${ROUNDS} rounds` : ''}: ${ratio.toFixed(2)} (goal ≤ 1.5${ROUNDS > 1 ? `; rounds ${ratios.map((x) => x.toFixed(2)).join(', ')}` : ''})${ratio > 1.5 ? '  <-- OVER THE GOAL' : ''}; ` +
+        `CPU ratio ${cpuRatio.toFixed(2)}${ROUNDS > 1 ? ` (rounds ${cpuRatios.map((x) => x.toFixed(2)).join(', ')})` : ''}`
+    );
     await baseline.close();
     baseline = undefined;
 
@@ -1038,16 +1061,16 @@ async function main(): Promise<void> {
     console.log(`machine            ${machine()}`);
     console.log(`log                ${N} entries, ${A} agents (2 rotated midway), ${(envBytes / N).toFixed(0)}-byte envelopes on average, ${databaseUrl ? 'Postgres' : 'embedded PGlite'}`);
     console.log(`load               ${s(loadMs)} (${rate(N / (loadMs / 1000))}); server start with agent index catch-up ${s(startMs)}`);
-    for (const [name, b] of [['baseline before', base1], ['baseline after', base2]] as const) {
-      if (!b) continue;
+    bases.forEach((b, k) => {
       console.log(
-        `${name.padEnd(19)}${s(b.totalMs)} (${b.cpuS.toFixed(1)} CPU s, other load ${b.otherCores?.toFixed(2)} cores): ${b.leaf.count} leaf hashes ${rate(b.leaf.perSec)} (${s(b.leaf.ms)}), ${b.node.count} node hashes ${rate(b.node.perSec)} (${s(b.node.ms)}), ${b.verify.count} Ed25519 verifications ${rate(b.verify.perSec)} (${s(b.verify.ms)}), on ${cores} cores`
+        `${`baseline ${k + 1}`.padEnd(19)}${s(b.totalMs)} (${b.cpuS.toFixed(1)} CPU s, other load ${b.otherCores?.toFixed(2)} cores): ${b.leaf.count} leaf hashes ${rate(b.leaf.perSec)} (${s(b.leaf.ms)}), ${b.node.count} node hashes ${rate(b.node.perSec)} (${s(b.node.ms)}), ${b.verify.count} Ed25519 verifications ${rate(b.verify.perSec)} (${s(b.verify.ms)}), on ${cores} cores`
       );
-    }
-    if (full) {
+    });
+    fulls.forEach((full, k) => {
       const f = full.json?.fetched;
-      console.log(`full audit         ${s(full.wallMs)} wall, exit ${full.code}, verified ${full.json?.verified}; ratio ${ratio?.toFixed(2)} (goal ≤ 1.5), CPU ratio ${cpuRatio?.toFixed(2)}; fetched ${f?.requests} requests (${f?.bundles} bundles, ${f?.tiles} tiles), ${f?.bytes} bytes; CPU audit ${full.auditCpuS?.toFixed(1)} s, server ${full.serverCpuS?.toFixed(1)} s; other load ${full.otherCores?.toFixed(2)} cores`);
-    } else console.log('full audit         not run (no audit command in dist/)');
+      console.log(`${`full audit ${k + 1}`.padEnd(19)}${s(full.wallMs)} wall, exit ${full.code}, verified ${full.json?.verified}; ratio ${ratios[k]!.toFixed(2)}, CPU ratio ${cpuRatios[k]!.toFixed(2)}; fetched ${f?.requests} requests (${f?.bundles} bundles, ${f?.tiles} tiles), ${f?.bytes} bytes; CPU audit ${full.auditCpuS?.toFixed(1)} s, server ${full.serverCpuS?.toFixed(1)} s; other load ${full.otherCores?.toFixed(2)} cores`);
+    });
+    console.log(`${'ratio'.padEnd(19)}${ratio.toFixed(2)}${ROUNDS > 1 ? ` (median of ${ROUNDS})` : ''} (goal ≤ 1.5), CPU ratio ${cpuRatio.toFixed(2)}`);
     if (inc) {
       const f = inc.json?.fetched;
       console.log(
@@ -1066,8 +1089,10 @@ async function main(): Promise<void> {
         store: databaseUrl ? 'postgres' : 'pglite',
         loadMs,
         serverStartMs: startMs,
-        baseline: [strip(base1), strip(base2)].filter(Boolean),
-        full: figures(full),
+        baseline: bases.map(strip),
+        full: fulls.map(figures),
+        ratios,
+        cpuRatios,
         ratio,
         cpuRatio,
         incremental: { entries: INC, appendMs, audit: figures(inc), expected: incExpect, mismatch: incMismatch },
