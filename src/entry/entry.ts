@@ -666,8 +666,8 @@ class RunEntryReader {
     const start = this.pos;
     const b = this.b;
     const ib = b[start];
-    if (ib === undefined || ib < 0x61 || ib > 0x60 + 64) return -1;
-    if (ib > 0x77 && ib !== 0x78) return -1;
+    // A text head: 1–23 bytes in the head itself, or 0x78 and a length byte (24–64 here).
+    if (ib === undefined || ib < 0x61 || (ib > 0x77 && ib !== 0x78)) return -1;
     const n = ib === 0x78 ? (b[start + 1] ?? 0) : ib - 0x60;
     const from = ib === 0x78 ? start + 2 : start + 1;
     if (ib === 0x78 && (n < 24 || n > 64)) return -1;
