@@ -31,19 +31,14 @@ export function withFastTiles(log: Log, next: NodeListener): NodeListener {
   return (req, res) => {
     const t = fastTile(req);
     if (t === undefined) return next(req, res);
-    if (t.level === 'entries') {
-      log.bundle(t.index, t.width).then(
-        (data) => send(res, data, BUNDLE_HEADERS, 'store'),
-        () => next(req, res)
-      );
-      return;
-    }
+    // A read that fails goes to the app, which reads again and names the error; a failure
+    // while sending (the client went away) ends the response, never the process.
+    const answer = (read: Promise<Uint8Array>, headers: Record<string, string>) =>
+      read.then((data) => send(res, data, headers, 'store'), () => next(req, res)).catch((err: unknown) => res.destroy(err as Error));
+    if (t.level === 'entries') return void answer(log.bundle(t.index, t.width), BUNDLE_HEADERS);
     const cached = log.cachedTile(t.level, t.index, t.width);
     if (cached) return send(res, cached, TILE_HEADERS, 'memory');
-    log.tile(t.level, t.index, t.width).then(
-      (data) => send(res, data, TILE_HEADERS, 'store'),
-      () => next(req, res)
-    );
+    return void answer(log.tile(t.level, t.index, t.width), TILE_HEADERS);
   };
 }
 
