@@ -6,7 +6,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { nodeEd25519 } from '../note/ed25519-node.js';
-import { equalBytes } from '../core/encoding.js';
+import { concatBytes, equalBytes } from '../core/encoding.js';
 import { isWeakPublicKey } from '../note/ed25519.js';
 
 export interface VerifyItem {
@@ -25,14 +25,7 @@ function messageLength(m: Uint8Array | readonly Uint8Array[]): number {
 
 /** The message as one array (copied only when it comes in parts). */
 export function wholeMessage(m: Uint8Array | readonly Uint8Array[]): Uint8Array {
-  if (m instanceof Uint8Array) return m;
-  const out = new Uint8Array(messageLength(m));
-  let o = 0;
-  for (const p of m) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return m instanceof Uint8Array ? m : concatBytes(...m);
 }
 
 // The worker's code, inline so the pool works from src/ (tsx) and from dist/ alike. It

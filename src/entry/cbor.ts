@@ -145,7 +145,6 @@ export function encodeCanonical(v: CborValue): Uint8Array {
   return out;
 }
 
-/** A strict single-pass parser over one input. */
 /**
  * The text an agent entry repeats in every entry (field names, entry types, event kinds),
  * by UTF-8 length: the parser hands out these very strings instead of building new ones,
@@ -164,6 +163,7 @@ const INTERNED: ReadonlyArray<ReadonlyArray<readonly [Uint8Array, string]> | und
   return out;
 })();
 
+/** A strict single-pass parser over one input. */
 class Parser {
   pos = 0;
   constructor(

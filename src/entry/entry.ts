@@ -723,10 +723,14 @@ function readModel(r: RunEntryReader): ModelInfo | undefined {
   return version === undefined ? { provider, name } : { provider, name, version };
 }
 
-function readAttrs(r: RunEntryReader): Record<string, string | number | boolean> | undefined {
+/**
+ * A map of field names (attrs, payloads) of at most `max` entries, keys in canonical
+ * order, each value read by `value`; undefined if anything does not fit.
+ */
+function readFieldMap<T>(r: RunEntryReader, max: number, value: (r: RunEntryReader) => T | undefined): Record<string, T> | undefined {
   const n = r.head(5);
-  if (n < 0 || n > MAX_ATTRS) return undefined;
-  const out = Object.create(null) as Record<string, string | number | boolean>;
+  if (n < 0 || n > max) return undefined;
+  const out = Object.create(null) as Record<string, T>;
   let prevStart = -1;
   let prevEnd = -1;
   for (let i = 0; i < n; i++) {
@@ -735,40 +739,25 @@ function readAttrs(r: RunEntryReader): Record<string, string | number | boolean>
     prevStart = start;
     prevEnd = r.pos;
     const k = r.keyText(start);
-    const ib = r.b[r.pos];
-    let v: string | number | boolean | undefined;
-    if (ib === 0xf4 || ib === 0xf5) {
-      v = ib === 0xf5;
-      r.pos++;
-    } else if (ib !== undefined && ib >> 5 === 0) {
-      v = r.uint();
-      if (v < 0) return undefined;
-    } else {
-      v = r.ascii(MAX_ATTR_TEXT_SIZE);
-      if (v === undefined) return undefined;
-    }
+    const v = value(r);
+    if (v === undefined) return undefined;
     out[k] = v;
   }
   return out;
 }
 
-function readPayloads(r: RunEntryReader): Record<string, Uint8Array> | undefined {
-  const n = r.head(5);
-  if (n < 0 || n > MAX_PAYLOADS) return undefined;
-  const out = Object.create(null) as Record<string, Uint8Array>;
-  let prevStart = -1;
-  let prevEnd = -1;
-  for (let i = 0; i < n; i++) {
-    const start = r.fieldKey(prevStart, prevEnd);
-    if (start < 0) return undefined;
-    prevStart = start;
-    prevEnd = r.pos;
-    const k = r.keyText(start);
-    const v = r.hash();
-    if (v === undefined) return undefined;
-    out[k] = v;
+/** An attrs value: true, false, an unsigned integer or ASCII text of at most 256 bytes. */
+function attrValue(r: RunEntryReader): string | number | boolean | undefined {
+  const ib = r.b[r.pos];
+  if (ib === 0xf4 || ib === 0xf5) {
+    r.pos++;
+    return ib === 0xf5;
   }
-  return out;
+  if (ib !== undefined && ib >> 5 === 0) {
+    const n = r.uint();
+    return n < 0 ? undefined : n;
+  }
+  return r.ascii(MAX_ATTR_TEXT_SIZE);
 }
 
 /**
@@ -818,7 +807,7 @@ export function readRunEntry(bytes: Uint8Array): Entry | undefined {
         if ((agent = r.ascii(128)) === undefined) return undefined;
         break;
       case R_ATTRS:
-        if ((attrs = readAttrs(r)) === undefined) return undefined;
+        if ((attrs = readFieldMap(r, MAX_ATTRS, attrValue)) === undefined) return undefined;
         break;
       case R_MODEL:
         if ((model = readModel(r)) === undefined) return undefined;
@@ -827,7 +816,7 @@ export function readRunEntry(bytes: Uint8Array): Entry | undefined {
         if ((parent = r.uint()) < 0) return undefined;
         break;
       case R_PAYLOADS:
-        if ((payloads = readPayloads(r)) === undefined) return undefined;
+        if ((payloads = readFieldMap(r, MAX_PAYLOADS, (x) => x.hash())) === undefined) return undefined;
         break;
     }
   }

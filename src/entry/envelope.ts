@@ -52,6 +52,11 @@ export function entrySigningMessage(entryBytes: Uint8Array): Uint8Array {
   return concatBytes(CONTEXT_BYTES, entryBytes);
 }
 
+/** {@link entrySigningMessage} in its two parts, for a signer or verifier that packs them itself. */
+export function entrySigningParts(entryBytes: Uint8Array): readonly Uint8Array[] {
+  return [CONTEXT_BYTES, entryBytes];
+}
+
 /**
  * Encodes and signs `entry` with a go-note signer key and returns the envelope.
  *

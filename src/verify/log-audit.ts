@@ -20,13 +20,13 @@
  */
 import { parseCheckpoint, type Checkpoint } from '../core/checkpoint.js';
 import { decodeBundle } from '../core/bundle.js';
-import { concatBytes, decodeBase64, encodeBase64, equalBytes, quote, utf8 } from '../core/encoding.js';
+import { concatBytes, decodeBase64, encodeBase64, equalBytes, quote } from '../core/encoding.js';
 import { MalformedError, TlogError, VerificationError } from '../core/errors.js';
 import { HASH_SIZE, leafHash } from '../core/hash.js';
 import { EMPTY_EDGE, edgeRootHash, extendEdge, type TreeEdge } from '../core/integrate.js';
 import { newTiles, TILE_WIDTH, tileWidthAt } from '../core/tile.js';
 import { rootFromInclusionProof } from '../core/tree.js';
-import { decodeEnvelope, ENTRY_SIGNATURE_CONTEXT, readEnvelope, type EnvelopeView, type SignedEntry } from '../entry/envelope.js';
+import { decodeEnvelope, entrySigningParts, readEnvelope, type EnvelopeView, type SignedEntry } from '../entry/envelope.js';
 import type { Entry, EventEntry, RunCloseEntry } from '../entry/entry.js';
 import { KeyHistory, type KeyPeriod } from '../entry/key-history.js';
 import { nobleEd25519, type Ed25519 } from '../note/ed25519.js';
@@ -248,8 +248,6 @@ export interface SignatureCheck {
   readonly message: Uint8Array | readonly Uint8Array[];
   readonly signature: Uint8Array;
 }
-
-const ENTRY_CONTEXT = utf8(ENTRY_SIGNATURE_CONTEXT);
 
 /** A queued agent signature check: which entry, its leaf, and the key it is checked under. */
 interface PendingSignature {
@@ -541,7 +539,7 @@ export class LogAudit {
         // strings), from the leaf, which decoded when it was queued.
         const v = readEnvelope(b.leaf);
         const e = v.entry as EventEntry | RunCloseEntry;
-        const check = { publicKey: b.key.publicKey, message: [ENTRY_CONTEXT, v.entryBytes], signature: v.signature };
+        const check = { publicKey: b.key.publicKey, message: entrySigningParts(v.entryBytes), signature: v.signature };
         const what = `the ${e.type} of agent ${quote(e.agent)} run ${quote(e.run)} seq ${e.seq}: its signature does not verify under the agent's key ${quote(b.key.vkey)} (installed by entry ${b.key.from})`;
         this.finding('signature', b.index, `entry ${b.index}: ${what}${this.otherKey(e.agent, b.index, check)}`);
       }
@@ -696,8 +694,8 @@ export class LogAudit {
   private checkSigned(i: number, e: EnvelopeView, leaf: Uint8Array): void {
     const entry = e.entry;
     this.count(entry.type);
-    // "glasslog/entry/v1\n" ‖ entry, in parts: the worker pool packs them without a concatenation.
-    const message = [ENTRY_CONTEXT, e.entryBytes];
+    // In parts: the worker pool packs them without a concatenation.
+    const message = entrySigningParts(e.entryBytes);
     if (entry.type !== 'event' && entry.type !== 'run.close') {
       // Registry entries change which keys are valid for what follows: checked here, in
       // order, before they are applied, so no entry is judged by a forged key change.

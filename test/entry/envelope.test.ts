@@ -220,6 +220,15 @@ describe('envelope / decodeEnvelope', () => {
 
 const entryArbSample = (): Entry => ({ type: 'event', agent: 'agent-1', run: 'r', seq: 0, kind: 'decision', time: 1 });
 
+/** `leaf` with byte `at` set to `byte`, cut there, or `byte` inserted there (or unchanged). */
+function mutate(leaf: Uint8Array, at: number, byte: number, how: 'flip' | 'cut' | 'insert' | 'none'): Uint8Array {
+  const i = at % leaf.length;
+  if (how === 'flip') return Uint8Array.from(leaf, (b, k) => (k === i ? byte : b));
+  if (how === 'cut') return leaf.subarray(0, i);
+  if (how === 'insert') return concatBytes(leaf.subarray(0, i), Uint8Array.of(byte), leaf.subarray(i));
+  return leaf;
+}
+
 describe('decodeEnvelope: the canonical-layout fast path', () => {
   /** The general path, by hand: decodeCanonical, exactly {entry, sig}, a 64-byte sig, decodeEntry. */
   function reference(leaf: Uint8Array): { entryBytes: Uint8Array; signature: Uint8Array } {
@@ -247,12 +256,7 @@ describe('decodeEnvelope: the canonical-layout fast path', () => {
     fc.assert(
       fc.property(entryArb, fc.nat(), fc.nat(255), fc.constantFrom('flip', 'cut', 'insert', 'none'), (entry, at, byte, how) => {
         const leaf = signEntry(entry, key.skey, nodeEd25519).bytes;
-        const i = at % leaf.length;
-        const mutated =
-          how === 'flip' ? Uint8Array.from(leaf, (b, k) => (k === i ? byte : b))
-          : how === 'cut' ? leaf.subarray(0, i)
-          : how === 'insert' ? concatBytes(leaf.subarray(0, i), Uint8Array.of(byte), leaf.subarray(i))
-          : leaf;
+        const mutated = mutate(leaf, at, byte, how);
         expect(outcome(() => decodeEnvelope(mutated))).toBe(outcome(() => reference(mutated)));
       }),
       { numRuns }
@@ -264,12 +268,7 @@ describe('decodeEnvelope: the canonical-layout fast path', () => {
     fc.assert(
       fc.property(entryArb, fc.nat(), fc.nat(255), fc.constantFrom('flip', 'cut', 'insert', 'none'), (entry, at, byte, how) => {
         const leaf = signEntry(entry, key.skey, nodeEd25519).bytes;
-        const i = at % leaf.length;
-        const mutated =
-          how === 'flip' ? Uint8Array.from(leaf, (b, k) => (k === i ? byte : b))
-          : how === 'cut' ? leaf.subarray(0, i)
-          : how === 'insert' ? concatBytes(leaf.subarray(0, i), Uint8Array.of(byte), leaf.subarray(i))
-          : leaf;
+        const mutated = mutate(leaf, at, byte, how);
         let want: string;
         try {
           const d = decodeEnvelope(mutated);
