@@ -13,5 +13,6 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 VOLUME /data
 EXPOSE 8080
-ENTRYPOINT ["node", "dist/cli/main.js"]
+# --initial-heap-size: see SERVE_NODE_OPTIONS in src/cli/serve.ts
+ENTRYPOINT ["node", "--initial-heap-size=256", "dist/cli/main.js"]
 CMD ["serve", "--data", "/data", "--listen", "0.0.0.0:8080"]

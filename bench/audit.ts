@@ -28,7 +28,8 @@
  *    also its database backends) and the baseline's workers, whose ratio moves much less than
  *    the wall ratio when other processes load the machine (their load is reported too).
  *    GLASSLOG_BENCH_AUDIT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the
- *    audit, GLASSLOG_BENCH_NODE_ARGS the server.
+ *    audit, GLASSLOG_BENCH_NODE_ARGS the server. GLASSLOG_BENCH_KEEP=1 keeps the data directory
+ *    (the log, its keys and the audit's state file) for runs of `glasslog serve`/`audit` by hand.
  * 5. Appends --incremental entries (default 1,000) through the server's agent API (operator
  *    token; continuing the open runs, closing some, starting new ones), then audits again with
  *    the same state file and checks it fetched exactly the entry bundles covering
@@ -1110,7 +1111,8 @@ async function main(): Promise<void> {
       await sql`DROP SCHEMA IF EXISTS ${sql(schema)} CASCADE`.catch((e: unknown) => console.error(`dropping schema ${schema}: ${(e as Error).message}`));
       await sql.end();
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    if (process.env.GLASSLOG_BENCH_KEEP) console.log(`kept the log's data directory (GLASSLOG_BENCH_KEEP): ${dataDir}`);
+    else rmSync(dataDir, { recursive: true, force: true });
   }
 }
 

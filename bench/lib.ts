@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import postgres from 'postgres';
+import { SERVE_NODE_OPTIONS } from '../src/cli/serve.js';
 
 export function machine(): string {
   const c = cpus();
@@ -54,8 +55,9 @@ export async function startProcess(
 ): Promise<Server> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), `glasslog-bench-${command}-`));
   const schema = benchSchema(command === 'serve' ? 'log' : 'witness');
-  // GLASSLOG_BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", profiles the server.
-  const nodeArgs = (process.env.GLASSLOG_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  // The server runs with the Node options npm start gives it (SERVE_NODE_OPTIONS);
+  // GLASSLOG_BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", adds more.
+  const nodeArgs = [...(command === 'serve' ? SERVE_NODE_OPTIONS : []), ...(process.env.GLASSLOG_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean)];
   const args = [...nodeArgs, 'dist/cli/main.js', command, '--data', dataDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])];
   if (opts.databaseUrl) args.push('--database-url', opts.databaseUrl, '--schema', schema);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DATABASE_URL: '' } });
