@@ -16,6 +16,7 @@ import { VerifyPool } from '../audit/verify-pool.js';
 import { auditLog, type AuditLogResult } from '../client/log-auditor.js';
 import { formatAuditState, parseAuditState, type AuditState, type Finding } from '../verify/log-audit.js';
 import { positiveInt, trustFromFlags, UsageError, useNodeSha256 } from './common.js';
+import { nodeHttpGet } from './http-get.js';
 
 const HELP = `Usage:
   glasslog audit <log-url> (--log-key <vkey|file> | --policy <file>) --state <file>
@@ -74,6 +75,7 @@ export async function auditCommand(args: string[]): Promise<number> {
   }
   const json = values.json;
   let pool: VerifyPool | undefined;
+  const http = nodeHttpGet();
   const abort = new AbortController();
   const onSigint = () => abort.abort(new Interrupted());
   let stateFile: string | undefined;
@@ -105,6 +107,7 @@ export async function auditCommand(args: string[]): Promise<number> {
         entries: values.entries,
         ed25519: nodeEd25519,
         verifyBatch: (checks) => pool!.verify(checks),
+        get: http.get,
         onProgress: progress ? (p) => progress.update(p.entries, p.totalEntries, p.bytes) : undefined,
         saveState: (s) => {
           writeState(file, s);
@@ -166,6 +169,7 @@ export async function auditCommand(args: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
     await pool?.close();
+    http.close();
   }
 }
 

@@ -13,7 +13,7 @@ import { proveInclusion } from '../core/tree.js';
 import { parseNote } from '../note/note.js';
 import { LogAudit, type AuditState, type AuditSummary, type LogAuditOptions } from '../verify/log-audit.js';
 import type { ReceiptTrust } from '../verify/receipt.js';
-import { TileClient } from './tile-client.js';
+import { TileClient, type HttpGet } from './tile-client.js';
 
 export interface AuditProgress {
   /** Entries read in this pass, and how many it reads in all. */
@@ -27,6 +27,8 @@ export interface AuditLogOptions extends LogAuditOptions {
   /** The state of the previous run, or null for a first audit. */
   readonly state: AuditState | null;
   readonly fetch?: typeof fetch;
+  /** How to GET, instead of `fetch` (see {@link HttpGet}). */
+  readonly get?: HttpGet;
   readonly timeoutMs?: number;
   /** Ask for gzip-compressed bundles (default false: the audit is bound by CPU, see spec/audit.md §3). */
   readonly compress?: boolean;
@@ -59,7 +61,7 @@ export interface AuditLogResult extends AuditSummary {
  * when the log cannot be read.
  */
 export async function auditLog(url: string, opts: AuditLogOptions): Promise<AuditLogResult> {
-  const client = new TileClient(url, { fetch: opts.fetch, timeoutMs: opts.timeoutMs ?? 30_000, compressBundles: opts.compress ?? false });
+  const client = new TileClient(url, { fetch: opts.fetch, get: opts.get, timeoutMs: opts.timeoutMs ?? 30_000, compressBundles: opts.compress ?? false });
   const now = opts.now ?? Date.now;
   const note = await client.checkpoint();
   let origin: string;
