@@ -45,6 +45,8 @@ export function nodeHttpGet(): NodeHttpGet {
       const tooLarge = (n: number) => new Error(`body of ${n} bytes exceeds ${maxBodyBytes}`);
       const req = (secure ? https : http).get(u, { agent: secure ? agents.https : agents.http, headers: { 'accept-encoding': 'gzip', ...headers } }, (res) => {
         const status = res.statusCode ?? 0;
+        // First, so that destroying the request (on any failure) cannot leave an error unheard.
+        res.on('error', (err) => finish(new Error(`reading the body: ${err.message}`), status));
         if (status !== 200) {
           res.resume(); // drain, so the connection can be reused
           return finish(undefined, status);
@@ -61,7 +63,6 @@ export function nodeHttpGet(): NodeHttpGet {
           if (size > maxBodyBytes) finish(tooLarge(size), status);
           else chunks.push(c);
         });
-        res.on('error', (err) => finish(new Error(`reading the body: ${err.message}`), status));
         res.on('close', () => {
           if (!res.complete) finish(new Error('reading the body: the connection closed before it ended'), status);
         });
